@@ -1,0 +1,30 @@
+# lorasearch — `make test` and `make demo` install what they need first.
+# Before anything else on a fresh machine: pip install torch==2.13.0 (the local CPU wheel).
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+export LORASEARCH_DATA ?= $(abspath ../shared/data)
+
+.PHONY: install test test-fast demo bench lint format
+
+install:
+	@$(PYTHON) -c "import torch" 2>/dev/null || { echo "torch is not installed: run 'pip install torch==2.13.0' first (see README)"; exit 1; }
+	$(PIP) install -q -e ".[test,model]"
+
+test: install
+	$(PYTHON) -m pytest -q
+
+test-fast: install
+	$(PYTHON) -m pytest -q -m "not real"
+
+demo: install
+	lorasearch train --task sst2 --data $(LORASEARCH_DATA)/sst2 --variant lora --rank 8 --steps 300
+
+bench: install
+	$(PYTHON) bench/lora_fa_memory.py
+	$(PYTHON) bench/variants.py --steps 300
+
+lint: install
+	$(PYTHON) -m ruff check . && $(PYTHON) -m ruff format --check .
+
+format:
+	$(PYTHON) -m ruff format . && $(PYTHON) -m ruff check --fix .

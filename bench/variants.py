@@ -1,0 +1,76 @@
+"""Every variant at its defaults on SST-2 with the bundled MiniLM, same steps: one table.
+
+Prints a Markdown table (test accuracy mean ± std over seeds, dev accuracy, trainable and
+stored parameters, preliminary steps, s/step, peak memory) and, last, each variant's test
+accuracy as a ratio of LoRA's, measured in the same run.
+
+    python bench/variants.py [--steps 300] [--seeds 0] [--eval-samples 1000] [--variants a,b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+from lorasearch._quiet import quiet_libraries
+from lorasearch.adapters import VARIANTS, build_adapter
+from lorasearch.training.tasks import data_root
+from lorasearch.training.trainer import TrainConfig
+from lorasearch.training.trial import DataConfig, ModelConfig, Trial, run_trial
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--seeds", default="0", help="comma-separated")
+    parser.add_argument("--eval-samples", type=int, default=1000)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    args = parser.parse_args()
+    quiet_libraries()
+
+    data = DataConfig(task="sst2", data=str(data_root() / "sst2"), eval_samples=args.eval_samples)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = {}
+    for variant in args.variants.split(","):
+        results = []
+        for seed in seeds:
+            trial = Trial(
+                data=data,
+                model=ModelConfig(),
+                adapter=build_adapter(variant),
+                train=TrainConfig(steps=args.steps, seed=seed, eval_every=args.steps // 3),
+            )
+            results.append(run_trial(trial))
+            r = results[-1]
+            print(f"{variant} seed {seed}: test {r.test_metric:.4f}", file=sys.stderr, flush=True)
+        rows[variant] = results
+
+    print(
+        f"\n{args.steps} steps, batch 32, max length 64, seeds {seeds}, dev = {args.eval_samples} of sst2/dev\n"
+    )
+    print(
+        "| variant | test acc | dev acc | trainable (adapter + head) | stored | prelim. steps | s/step | peak MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for variant, results in rows.items():
+        tests = [r.test_metric for r in results]
+        std = statistics.stdev(tests) if len(tests) > 1 else 0.0
+        r = results[0]
+        print(
+            f"| {variant} | {statistics.mean(tests):.4f} ± {std:.4f} "
+            f"| {statistics.mean(x.dev_metric for x in results):.4f} "
+            f"| {r.trainable_params:,} ({r.adapter_params:,} + {r.head_params:,}) | {r.stored_params:,} "
+            f"| {r.preliminary_steps} | {1 / statistics.mean(x.steps_per_second for x in results):.3f} "
+            f"| {max(x.peak_memory_mb for x in results):,.0f} |"
+        )
+    if "lora" in rows:
+        base = statistics.mean(r.test_metric for r in rows["lora"])
+        ratios = ", ".join(
+            f"{v} {statistics.mean(r.test_metric for r in rs) / base:.3f}" for v, rs in rows.items()
+        )
+        print(f"\ntest accuracy / LoRA's: {ratios}")
+
+
+if __name__ == "__main__":
+    main()

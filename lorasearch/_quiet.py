@@ -1,0 +1,20 @@
+"""Keep stderr for our own progress: silence the libraries' bars and expected warnings."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+
+def quiet_libraries() -> None:
+    """Hide datasets/transformers progress bars and info logs that say nothing actionable."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")

@@ -1,0 +1,1 @@
+"""The Optuna study: objective, samplers, early stopping, workers, Pareto selection."""

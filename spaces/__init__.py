@@ -1,0 +1,1 @@
+"""Searchable knobs: which hyperparameters each variant has, their ranges and conditions."""

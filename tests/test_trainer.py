@@ -1,0 +1,114 @@
+"""The training loop: learns, is reproducible, keeps the best-on-dev weights, stops when told."""
+
+import json
+
+import pytest
+import torch
+
+from lorasearch.adapters import build_adapter
+from lorasearch.adapters.lora import LoraAdapter
+from lorasearch.training.metrics import chance_level
+from lorasearch.training.trainer import NonFiniteLoss, TrainConfig
+from lorasearch.training.trial import DataConfig, ModelConfig, Trial, load_data, run_trial
+
+FAST = dict(steps=60, batch_size=16, max_length=24, eval_every=20)
+
+
+def _trial(toy_data, tiny_bert, adapter=None, **train):
+    return Trial(
+        data=DataConfig(data=str(toy_data), text_column="sentence"),
+        model=ModelConfig(model=str(tiny_bert)),
+        adapter=adapter or build_adapter("lora", rank=4, lr=5e-3),
+        train=TrainConfig(**(FAST | train)),
+    )
+
+
+def test_learns_well_above_chance(toy_data, tiny_bert):
+    result = run_trial(_trial(toy_data, tiny_bert, steps=150, eval_every=50))
+    task = load_data(DataConfig(data=str(toy_data), text_column="sentence"))
+    chance = chance_level("accuracy", task.test.labels, task.num_labels)
+    assert result.test_metric >= chance + 0.25, (result.test_metric, chance)
+    assert [p.step for p in result.curve] == [50, 100, 150]
+    assert result.curve[-1].train_loss < result.curve[0].train_loss
+    assert result.dev_metric == max(p.dev_metric for p in result.curve)
+    assert result.label_names == ["neg", "pos"]
+    assert result.steps == 150 and result.steps_per_second > 0 and result.peak_memory_mb > 0
+
+
+def test_same_seed_same_numbers_other_seed_differs(toy_data, tiny_bert):
+    a = run_trial(_trial(toy_data, tiny_bert, seed=3))
+    b = run_trial(_trial(toy_data, tiny_bert, seed=3))
+    c = run_trial(_trial(toy_data, tiny_bert, seed=4))
+    assert abs(a.test_metric - b.test_metric) <= 1e-6 and abs(a.dev_metric - b.dev_metric) <= 1e-6
+    assert [p.train_loss for p in a.curve] == [p.train_loss for p in b.curve]
+    assert [p.train_loss for p in a.curve] != [p.train_loss for p in c.curve]
+
+
+def test_best_on_dev_weights_are_the_ones_exported(toy_data, tiny_bert, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from lorasearch.training.data import tokenize_task
+    from lorasearch.training.models import load_model
+    from lorasearch.training.trainer import evaluate, resolve_device
+
+    trial = _trial(toy_data, tiny_bert, steps=80, eval_every=10)
+    result = run_trial(trial, export_dir=tmp_path)
+    meta = json.loads((tmp_path / "lorasearch.json").read_text())
+    assert meta["label_names"] == ["neg", "pos"] and meta["variant"] == "lora"
+
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    model = PeftModel.from_pretrained(base, tmp_path)
+    loaded = load_model(str(tiny_bert), ["neg", "pos"])
+    task = load_data(trial.data)
+    data = tokenize_task(task, loaded.tokenizer, trial.train.max_length)
+    device = resolve_device("cpu")
+    dev = evaluate(model, data["dev"], "accuracy", trial.train, 0, device)
+    test = evaluate(model, data["test"], "accuracy", trial.train, 0, device)
+    assert dev == pytest.approx(result.dev_metric, abs=1e-9)
+    assert test == pytest.approx(result.test_metric, abs=1e-9)
+
+
+def test_on_eval_can_stop_the_run(toy_data, tiny_bert):
+    seen = []
+
+    def stop_at_40(step, metric):
+        seen.append(step)
+        return "trails the front" if step == 40 else None
+
+    result = run_trial(_trial(toy_data, tiny_bert), on_eval=stop_at_40)
+    assert seen == [20, 40] and result.steps == 40
+    assert result.stopped_early == "trails the front"
+
+
+class _Diverging(LoraAdapter):
+    def after_step(self, model, step):
+        if step == 3:
+            with torch.no_grad():
+                next(p for p in model.parameters() if p.requires_grad).fill_(float("nan"))
+
+
+def test_non_finite_loss_stops_at_once(toy_data, tiny_bert):
+    adapter = _Diverging(LoraAdapter.config_class(rank=2))
+    with pytest.raises(NonFiniteLoss, match="non-finite loss .* at step 4"):
+        run_trial(_trial(toy_data, tiny_bert, adapter=adapter))
+
+
+def test_schedule_warms_up_then_decays(tiny_bert):
+    from lorasearch.adapters import InjectContext
+    from lorasearch.training.models import load_model
+    from lorasearch.training.trainer import Stepper
+
+    loaded = load_model(str(tiny_bert), ["neg", "pos"])
+    adapter = build_adapter("lora", rank=2, lr=1e-3)
+    context = InjectContext(loaded.head_modules, loaded.target_modules, seed=0)
+    model = adapter.inject(loaded.model, context)
+    stepper = Stepper(model, adapter, TrainConfig(warmup_ratio=0.2), 50, torch.device("cpu"))
+    batch = {"input_ids": torch.randint(1000, 2000, (4, 6)), "labels": torch.tensor([0, 1, 0, 1])}
+    lrs = []
+    for step in range(1, 51):
+        lrs.append(stepper.optimizer.param_groups[0]["lr"])
+        stepper.step(batch, step)
+    assert lrs[0] == 0.0 and max(lrs) == pytest.approx(1e-3) and lrs.index(max(lrs)) == 10
+    assert lrs[:11] == sorted(lrs[:11]) and lrs[10:] == sorted(lrs[10:], reverse=True)
+    assert stepper.optimizer.param_groups[0]["lr"] == 0.0  # decayed to zero at the last step

@@ -1,0 +1,1 @@
+"""Every MLflow call: runs, metrics, tags, plots, registry, export."""

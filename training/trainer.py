@@ -1,0 +1,431 @@
+"""The training loop: one adapter configuration, trained and measured honestly.
+
+Plain PyTorch: AdamW over the adapter's parameter groups, linear warmup then decay, gradient
+clipping, a dev evaluation every ``eval_every`` steps (the learning curve), the best-on-dev weights
+kept, and the test split scored once, with those weights, at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+import torch
+from torch import nn
+
+from lorasearch.adapters.base import Adapter, InjectContext, write_metadata
+from lorasearch.errors import LorasearchError
+from lorasearch.training.data import TokenizedSplit, collate, eval_batches, train_batches
+from lorasearch.training.metrics import compute_metric
+from lorasearch.training.models import LoadedModel
+from lorasearch.training.tasks import TaskData
+
+
+@dataclass
+class TrainConfig:
+    """The fixed part of a trial: budget, batching and schedule."""
+
+    steps: int = 300
+    batch_size: int = 32
+    max_length: int = 64
+    eval_every: int | None = None  # None: five evaluations over the run
+    eval_batch_size: int = 128
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    group_by_length: bool = True
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "max_length", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise LorasearchError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise LorasearchError("--eval-every must be >= 1")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise LorasearchError("--warmup-ratio must be in [0, 1)")
+
+    @property
+    def eval_interval(self) -> int:
+        return self.eval_every or max(1, self.steps // 5)
+
+
+@dataclass
+class EvalPoint:
+    step: int
+    dev_metric: float
+    train_loss: float
+
+
+@dataclass
+class TrainResult:
+    """Everything a trial reports; ``to_json`` is the CLI's ``--json`` object."""
+
+    variant: str
+    hyperparameters: dict
+    metric_name: str
+    dev_metric: float
+    test_metric: float
+    best_step: int
+    trainable_params: int
+    adapter_params: int
+    head_params: int
+    stored_params: int
+    steps: int
+    preliminary_steps: int
+    steps_per_second: float
+    tokens_per_second: float
+    train_time_s: float
+    wall_time_s: float
+    peak_memory_mb: float
+    device: str
+    label_names: list[str]
+    curve: list[EvalPoint] = field(default_factory=list)
+    adapter_details: dict = field(default_factory=dict)  # variant-specific (ranks, kept modules)
+    stopped_early: str | None = None  # the reason, when ``on_eval`` stopped the run
+    splits: dict = field(default_factory=dict)
+    export_dir: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# Called after each dev evaluation with (step, dev metric); returning a string stops the run
+# and becomes its recorded reason (the search's early stopping plugs in here).
+EvalCallback = Callable[[int, float], "str | None"]
+
+
+def train(
+    loaded: LoadedModel,
+    adapter: Adapter,
+    task: TaskData,
+    data: dict[str, TokenizedSplit],
+    config: TrainConfig,
+    *,
+    on_eval: EvalCallback | None = None,
+    progress: Callable[..., None] | None = None,
+    export_dir: Path | None = None,
+) -> TrainResult:
+    """Train ``adapter`` on ``loaded.model`` and score it; see the module docstring."""
+    wall_start = time.perf_counter()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model = loaded.model.to(device)
+    pad_id = loaded.tokenizer.pad_token_id
+    pad_left = getattr(loaded.tokenizer, "padding_side", "right") == "left"
+    train_split = data["train"]
+    context = InjectContext(
+        head_modules=loaded.head_modules,
+        target_modules=loaded.target_modules,
+        seed=config.seed,
+        total_steps=config.steps,
+        sample_trainer=SampleTrainer(train_split, config, device, pad_id, pad_left),
+    )
+    batches = train_batches(
+        train_split.lengths, config.batch_size, config.seed, config.group_by_length
+    )
+    curve: list[EvalPoint] = []
+    best_metric, best_step, best_state = -math.inf, 0, None
+    stopped_early = None
+    tokens, train_time_s, loss_sum, loss_count = 0, 0.0, 0.0, 0
+
+    with PeakMemory(device) as memory:
+        adapter.prepare(model, context)  # a preliminary pass, if the variant has one
+        model = adapter.inject(model, context).to(device)
+        stepper = Stepper(model, adapter, config, config.steps, device)
+        step = 0
+        while step < config.steps:
+            step += 1
+            tick = time.perf_counter()
+            indices = next(batches)
+            tokens += sum(train_split.lengths[i] for i in indices)
+            batch = _to_device(collate(train_split, indices, pad_id, pad_left), device)
+            loss = stepper.step(batch, step)
+            if device.type == "cpu" or step % 10 == 0:  # no per-step host sync on accelerators
+                loss_sum, loss_count = loss_sum + finite(loss, step), loss_count + 1
+            train_time_s += time.perf_counter() - tick
+
+            if step % config.eval_interval == 0 or step == config.steps:
+                dev_metric = evaluate(model, data["dev"], task.spec.metric, config, pad_id, device)
+                train_loss = loss_sum / max(loss_count, 1)
+                loss_sum, loss_count = 0.0, 0
+                curve.append(EvalPoint(step, dev_metric, train_loss))
+                if dev_metric > best_metric and adapter.selectable(step):
+                    best_metric, best_step = dev_metric, step
+                    best_state = adapter.checkpoint_state(model)
+                if progress:
+                    progress(step=step, loss=train_loss, dev=dev_metric)
+                if on_eval and (reason := on_eval(step, dev_metric)):
+                    stopped_early = reason
+                    break
+            elif progress and step % 10 == 0:
+                progress(step=step, loss=loss_sum / max(loss_count, 1))
+
+    if best_state is not None:
+        adapter.load_checkpoint_state(model, best_state)
+    else:  # stopped before any selectable step: the current weights are the result
+        best_metric, best_step = curve[-1].dev_metric, step
+    counts = adapter.counts(model, context)  # after training: some variants prune (AdaLoRA)
+    test_metric = evaluate(model, data["test"], task.spec.metric, config, pad_id, device)
+    result = TrainResult(
+        variant=adapter.name,
+        hyperparameters=adapter.hyperparameters(),
+        metric_name=task.spec.metric,
+        dev_metric=best_metric,
+        test_metric=test_metric,
+        best_step=best_step,
+        trainable_params=counts.trainable,
+        adapter_params=counts.adapter,
+        head_params=counts.head,
+        stored_params=counts.stored,
+        steps=step,
+        preliminary_steps=adapter.preliminary_steps,
+        steps_per_second=step / train_time_s,
+        tokens_per_second=tokens / train_time_s,
+        train_time_s=train_time_s,
+        wall_time_s=time.perf_counter() - wall_start,
+        peak_memory_mb=memory.peak_mb,
+        device=str(device),
+        label_names=list(task.label_names),
+        curve=curve,
+        adapter_details=adapter.details(model),
+        stopped_early=stopped_early,
+        splits=task.split_summary(),
+    )
+    if export_dir is not None:
+        export(adapter, model, result, task, loaded, export_dir)
+    return result
+
+
+class NonFiniteLoss(LorasearchError):
+    """The loss became NaN or infinite: the configuration diverged."""
+
+
+def finite(loss: torch.Tensor, step: int) -> float:
+    """The loss as a float; a NaN or infinite loss stops the run at once."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"non-finite loss ({value}) at step {step}")
+    return value
+
+
+class Stepper:
+    """AdamW over an adapter's parameter groups with warmup-then-linear-decay; one call, one step.
+
+    Order inside a step: backward, clip, ``adapter.before_step``, optimizer and schedule step,
+    ``adapter.after_step`` (gradients still present), zero the gradients.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        adapter: Adapter,
+        config: TrainConfig,
+        steps: int,
+        device: torch.device,
+    ):
+        self.model, self.adapter, self.config = model, adapter, config
+        self.groups = adapter.param_groups(model)
+        for group in self.groups:
+            group.setdefault("weight_decay", config.weight_decay)
+        self.params = [p for group in self.groups for p in group["params"]]
+        self.optimizer = _adamw(self.groups, device)
+        self.scheduler = _linear_schedule(self.optimizer, config.warmup_ratio, steps)
+        self.autocast = _autocast(device)
+
+    def step(self, batch: dict, step: int) -> torch.Tensor:
+        self.model.train()
+        with self.autocast:
+            loss = self.model(**batch).loss
+        loss.backward()
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        self.adapter.before_step(self.model, step)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.adapter.after_step(self.model, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+
+class SampleTrainer:
+    """Lends a variant the train split for a preliminary pass (see ``adapters.base``)."""
+
+    def __init__(
+        self,
+        split: TokenizedSplit,
+        config: TrainConfig,
+        device: torch.device,
+        pad_id: int,
+        pad_left: bool,
+    ):
+        self.split, self.config, self.device = split, config, device
+        self.pad_id, self.pad_left = pad_id, pad_left
+
+    def sample(self, fraction: float) -> list[int]:
+        """Seeded, label-stratified: ``fraction`` of each label's examples (at least one)."""
+        generator = torch.Generator().manual_seed(self.config.seed + 7)
+        by_label: dict[int, list[int]] = {}
+        for index, label in enumerate(self.split.labels):
+            by_label.setdefault(label, []).append(index)
+        chosen = []
+        for label in sorted(by_label):
+            members = by_label[label]
+            order = torch.randperm(len(members), generator=generator).tolist()
+            chosen += [members[i] for i in order[: max(1, round(fraction * len(members)))]]
+        return sorted(chosen)
+
+    def fit(self, model: nn.Module, adapter: Adapter, indices: list[int], steps: int) -> None:
+        stepper = Stepper(model, adapter, self.config, steps, self.device)
+        lengths = [self.split.lengths[i] for i in indices]
+        batches = train_batches(lengths, self.config.batch_size, self.config.seed)
+        for step in range(1, steps + 1):
+            chosen = [indices[j] for j in next(batches)]
+            batch = collate(self.split, chosen, self.pad_id, self.pad_left)
+            finite(stepper.step(_to_device(batch, self.device), step), step)
+
+    def batches(self, indices: list[int]):
+        lengths = [self.split.lengths[i] for i in indices]
+        for chunk in eval_batches(lengths, self.config.eval_batch_size):
+            batch = collate(self.split, [indices[j] for j in chunk], self.pad_id, self.pad_left)
+            yield _to_device(batch, self.device)
+
+
+def evaluate(
+    model: nn.Module,
+    split: TokenizedSplit,
+    metric: str,
+    config: TrainConfig,
+    pad_id: int,
+    device: torch.device,
+) -> float:
+    """The metric of ``model``'s argmax predictions on ``split``."""
+    model.eval()
+    predictions = torch.empty(len(split), dtype=torch.long)
+    with torch.inference_mode(), _autocast(device):
+        for indices in eval_batches(split.lengths, config.eval_batch_size):
+            batch = _to_device(collate(split, indices, pad_id), device)
+            batch.pop("labels")
+            logits = model(**batch).logits
+            predictions[indices] = logits.argmax(dim=-1).cpu()
+    return compute_metric(metric, split.labels, predictions.tolist())
+
+
+def export(
+    adapter: Adapter,
+    model: nn.Module,
+    result: TrainResult,
+    task: TaskData,
+    loaded: LoadedModel,
+    directory: Path,
+) -> None:
+    """Write the adapter with the label mapping and the result that produced it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    adapter.export(model, directory)
+    result.export_dir = str(directory)
+    write_metadata(
+        directory,
+        {
+            "variant": adapter.name,
+            "hyperparameters": adapter.hyperparameters(),
+            "base_model": loaded.source,
+            "task": task.spec.name,
+            "text_column": task.spec.text_column,
+            "text_pair_column": task.spec.text_pair_column,
+            "label_names": list(task.label_names),
+            "id2label": dict(enumerate(task.label_names)),
+            "metric_name": result.metric_name,
+            "dev_metric": result.dev_metric,
+            "test_metric": result.test_metric,
+            "trainable_params": result.trainable_params,
+            "stored_params": result.stored_params,
+            "target_modules": loaded.target_modules,
+        },
+    )
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU; anything else must exist on this machine."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LorasearchError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LorasearchError(f"device '{name}' requested but CUDA is not available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise LorasearchError(
+                f"device '{name}' does not exist ({torch.cuda.device_count()} GPU(s) visible)"
+            )
+    elif device.type != "cpu":
+        raise LorasearchError(f"unsupported device '{name}' (use auto, cpu, cuda or cuda:N)")
+    return device
+
+
+def _adamw(groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
+    try:  # the fused kernel is one launch per step on CUDA and vectorised on CPU
+        return torch.optim.AdamW(groups, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, foreach=device.type == "cuda")
+
+
+def _linear_schedule(optimizer: torch.optim.Optimizer, warmup_ratio: float, steps: int):
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * steps), steps)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class PeakMemory:
+    """Peak memory of a block in MB: allocated tensors on CUDA, process RSS (sampled) on CPU."""
+
+    def __init__(self, device: torch.device, interval_s: float = 0.02):
+        self.device, self.interval_s, self.peak_mb = device, interval_s, 0.0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._process = psutil.Process()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        peak = 0
+        while True:
+            peak = max(peak, self._process.memory_info().rss)
+            self.peak_mb = peak / 2**20
+            if self._stop.wait(self.interval_s):
+                return
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
