@@ -13,6 +13,7 @@ A variant is an :class:`Adapter` subclass with a config dataclass. The trainer o
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from abc import ABC, abstractmethod
@@ -155,6 +156,13 @@ class Adapter(ABC):
     @abstractmethod
     def export(self, model: nn.Module, directory: Path) -> None:
         """Write the trained adapter (and head) to ``directory``."""
+
+    def planning_adapter(self) -> Adapter:
+        """A fresh adapter whose injected counts are this configuration's, known before training.
+
+        Variants whose final shape depends on training (LoRA-drop) return their upper bound.
+        """
+        return type(self)(copy.deepcopy(self.config))
 
     def hyperparameters(self) -> dict[str, Any]:
         return self.config.to_dict()

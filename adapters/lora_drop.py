@@ -62,15 +62,21 @@ class LoraDropAdapter(LoraAdapter):
     def preliminary_step_count(self, total_steps: int) -> int:
         return self.config.drop_steps or max(10, total_steps // 10)
 
+    def planning_adapter(self) -> LoraAdapter:
+        """Before the preliminary pass the kept set is unknown: every module kept is the bound."""
+        return self._plain_lora()
+
+    def _plain_lora(self) -> LoraAdapter:
+        knobs = {k: getattr(self.config, k) for k in ("lr", "rank", "alpha", "dropout")}
+        return LoraAdapter(LoraConfig(**knobs))
+
     def prepare(self, model: nn.Module, context: InjectContext) -> None:
         if context.sample_trainer is None:
             raise LorasearchError("lora_drop needs training data for its preliminary pass")
         trainer = context.sample_trainer
         sample = trainer.sample(self.config.drop_sample)
         steps = self.preliminary_step_count(context.total_steps)
-        probe = LoraAdapter(
-            LoraConfig(**{k: getattr(self.config, k) for k in ("lr", "rank", "alpha", "dropout")})
-        )
+        probe = self._plain_lora()
         trial_model = probe.inject(copy.deepcopy(model), context)
         trainer.fit(trial_model, probe, sample, steps)
         self.preliminary_steps = steps

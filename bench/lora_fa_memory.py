@@ -13,6 +13,7 @@ import argparse
 
 import torch
 
+from lorasearch._quiet import quiet_libraries
 from lorasearch.adapters import InjectContext, build_adapter
 from lorasearch.training.data import collate, tokenize_task
 from lorasearch.training.models import load_model
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
     args = parser.parse_args()
+    quiet_libraries()
 
     task = load_task(PRESETS["sst2"], str(data_root() / "sst2"), train_samples=2000)
     results = {}

@@ -9,8 +9,11 @@ import warnings
 def quiet_libraries() -> None:
     """Hide datasets/transformers progress bars and info logs that say nothing actionable."""
     import datasets
+    import optuna
     from transformers.utils import logging as hf_logging
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our bars report each trial
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     hf_logging.set_verbosity_error()
@@ -18,3 +21,6 @@ def quiet_libraries() -> None:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
+    warnings.filterwarnings("ignore", message=".*(save|load) vera_A and vera_B.*")
+    warnings.filterwarnings("ignore", message=".*rank_pattern keys did not match.*")
+    warnings.filterwarnings("ignore", message=".*LoRA tensor\\(s\\) have invalid shape.*")

@@ -64,7 +64,15 @@ def _task_options(command):
         click.option(
             "--trust-remote-code", is_flag=True, help="Allow the model's own code to run."
         ),
-        click.option("--steps", type=int, default=300, show_default=True, help="Training steps."),
+        click.option(
+            "--steps",
+            "--search-steps",
+            "steps",
+            type=int,
+            default=300,
+            show_default=True,
+            help="Training steps (per trial, in a search).",
+        ),
         click.option("--batch-size", type=int, default=32, show_default=True),
         click.option(
             "--max-length", type=int, default=64, show_default=True, help="Tokens per example."
@@ -106,7 +114,7 @@ def _task_options(command):
 def train(variant, rank, alpha, dropout, lr, settings, export_dir, force, as_json, **options):
     """Train one adapter configuration and report its honest result."""
     from lorasearch.adapters import build_adapter, get_variant
-    from lorasearch.training.trial import run_trial
+    from lorasearch.training.trial import Trial, run_trial
 
     knobs = {
         k: v
@@ -115,7 +123,8 @@ def train(variant, rank, alpha, dropout, lr, settings, export_dir, force, as_jso
     }
     knobs |= parse_settings(settings, get_variant(variant).config_class)
     adapter = build_adapter(variant, **knobs)
-    trial = _trial(options, adapter)
+    data, model, train_config = _settings(options)
+    trial = Trial(data=data, model=model, adapter=adapter, train=train_config)
     if export_dir is not None:
         _check_export_dir(export_dir, force)
     with progress_bar(trial.train.steps, variant) as update:
@@ -145,9 +154,164 @@ def variants(as_json):
         click.echo(" " * 12 + ", ".join(f"{k}={v}" for k, v in knobs.items()))
 
 
-def _trial(options: dict, adapter):
+@cli.command()
+@_task_options
+@click.option("--trials", type=int, required=True, help="Trials to add to the study.")
+@click.option("--timeout", "timeout_s", type=float, help="Stop starting trials after S seconds.")
+@click.option("--storage", help="Optuna storage URL [default: sqlite:///lorasearch.db].")
+@click.option("--study", "study_name", help="Study name; re-running with it resumes.")
+@click.option("--sampler", default="tpe", show_default=True, help="tpe, nsga2, random or gp.")
+@click.option("--variants", help="Comma-separated variants to search [default: all eight].")
+@click.option("--space", "space_file", help="TOML/YAML file narrowing ranges or fixing knobs.")
+@click.option("--max-params", type=int, help="Reject configurations with more trainable params.")
+@click.option("--early-stop/--no-early-stop", default=True, show_default=True)
+@click.option("--early-stop-margin", type=float, default=0.01, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def search(trials, timeout_s, storage, study_name, sampler, variants, space_file, max_params,
+           early_stop, early_stop_margin, as_json, **options):  # fmt: skip
+    """Search variant × hyperparameters: maximise the dev metric, minimise trainable params."""
+    from lorasearch.search.study import Fixed, SearchConfig, run_search
+    from lorasearch.spaces import SearchSpace, load_space_file
+
+    chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
+    space = load_space_file(space_file, chosen) if space_file else SearchSpace.default(chosen)
+    config = SearchConfig(
+        trials=trials, space=space, timeout_s=timeout_s, storage=storage, study_name=study_name,
+        sampler=sampler, seed=options["seed"], early_stop=early_stop, margin=early_stop_margin,
+        max_params=max_params,
+    )  # fmt: skip
+    fixed = Fixed(*_settings(options))
+    with SearchBar(trials, fixed.train.steps) as bar:
+        study = run_search(fixed, config, bar)
+    _report(study, as_json)
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--storage", help="Optuna storage URL [default: sqlite:///lorasearch.db].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def pareto(study_name, storage, as_json):
+    """Print a study's trials and its Pareto front (dev metric vs trainable params)."""
+    from lorasearch.search.study import load_study
+
+    _report(load_study(study_name, storage), as_json)
+
+
+def _report(study, as_json: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from lorasearch.search.study import study_report
+
+    report = study_report(study)
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    metric = report["metric_name"]
+    table = Table(title=f"study {report['study']}: dev {metric} vs trainable params (* = Pareto)")
+    for column in (
+        "#",
+        "state",
+        "variant",
+        "hyperparameters",
+        f"dev {metric}",
+        "params",
+        "steps",
+        "note",
+    ):
+        table.add_column(column)
+    for row in report["trials"]:
+        values = row["values"] or [None, None]
+        table.add_row(
+            f"{row['number']}{'*' if row['pareto'] else ''}",
+            row["state"],
+            row["variant"] or "",
+            ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items()),
+            f"{values[0]:.4f}" if values[0] is not None else "",
+            f"{int(values[1]):,}" if values[1] is not None else "",
+            str(row["steps_used"]),
+            row["reason"] or "",
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # a file or pipe: don't fold the table to 80 columns
+    console.print(table)
+    console.print(
+        f"Pareto front: trials {report['pareto']}; hypervolume {report['hypervolume']:.4f} "
+        f"(reference: {metric} {report['reference_point']['metric']:.4f}, "
+        f"log10 params {report['reference_point']['log10_params']:.2f}); "
+        f"training steps used {report['steps_used']:,}"
+    )
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+class SearchBar:
+    """Two bars on stderr: the study (trials, best, hypervolume) and the running trial."""
+
+    def __init__(self, trials: int, steps: int):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        console = Console(stderr=True)
+        self.quiet = os.environ.get("LORASEARCH_QUIET") == "1" or not console.is_terminal
+        self.steps = steps
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), console=console, disable=self.quiet,
+        )  # fmt: skip
+        self.study_bar = self.progress.add_task("study", total=trials, info="")
+        self.trial_bar = self.progress.add_task("trial", total=steps, info="")
+
+    def __enter__(self) -> SearchBar:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def search_started(self, study, storage: str, space) -> None:
+        done = len(study.trials)
+        lines = [f"study {study.study_name} in {storage} ({done} trials so far); space in force:"]
+        for variant, knobs in space.describe().items():
+            lines.append(f"  {variant:11s} " + ", ".join(f"{k} {d}" for k, d in knobs.items()))
+        self.progress.console.print("\n".join(lines), highlight=False, soft_wrap=True)
+
+    def trial_started(self, number: int, variant: str, knobs: dict) -> None:
+        text = f"#{number} {variant} " + ", ".join(f"{k}={_short(v)}" for k, v in knobs.items())
+        self.progress.reset(
+            self.trial_bar, total=self.steps, description=f"trial #{number}", info=text
+        )
+
+    def trial_step(self, step: int, loss: float, dev: float | None = None) -> None:
+        info = f"loss {loss:.4f}" + (f"  dev {dev:.4f}" if dev is not None else "")
+        self.progress.update(self.trial_bar, completed=step, info=info)
+
+    def trial_ended(self, trial, hypervolume: float, best: float | None) -> None:
+        best_text = f"best {best:.4f}" if best is not None else "best -"
+        self.progress.update(self.study_bar, advance=1, info=f"{best_text}  HV {hypervolume:.4f}")
+        if self.quiet:
+            values = (
+                f"dev {trial.values[0]:.4f}, {int(trial.values[1]):,} params"
+                if trial.values
+                else ""
+            )
+            reason = (
+                trial.user_attrs.get("prune_reason") or trial.user_attrs.get("fail_reason") or ""
+            )
+            click.echo(
+                f"trial {trial.number} {trial.state.name} {trial.user_attrs.get('variant', '')} "
+                f"{values} {reason}  |  {best_text}  HV {hypervolume:.4f}",
+                err=True,
+            )
+
+
+def _settings(options: dict):
+    """The task, model and training options every command shares, as their configs."""
     from lorasearch.training.trainer import TrainConfig
-    from lorasearch.training.trial import DataConfig, ModelConfig, Trial
+    from lorasearch.training.trial import DataConfig, ModelConfig
 
     data = DataConfig(
         task=options["task"],
@@ -178,7 +342,7 @@ def _trial(options: dict, adapter):
         seed=options["seed"],
         device=options["device"],
     )
-    return Trial(data=data, model=model, adapter=adapter, train=train_config)
+    return data, model, train_config
 
 
 def parse_settings(settings: tuple[str, ...], config_class) -> dict:

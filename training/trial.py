@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from lorasearch.adapters import Adapter
+from lorasearch.adapters import Adapter, InjectContext, ParamCounts
 from lorasearch.training.data import tokenize_task
 from lorasearch.training.models import load_model
 from lorasearch.training.tasks import TaskData, load_task, resolve_spec
@@ -98,3 +98,23 @@ def run_trial(
         progress=progress,
         export_dir=export_dir,
     )
+
+
+def planned_counts(trial: Trial) -> ParamCounts:
+    """The configuration's parameter counts before any training, from a throwaway injection.
+
+    Exact for every variant but LoRA-drop, whose kept set comes from training: its count here is
+    the upper bound (every module keeps its own LoRA).
+    """
+    task = load_data(trial.data)
+    loaded = load_model(
+        trial.model.model,
+        task.label_names,
+        targets=list(trial.model.targets) if trial.model.targets else None,
+        trust_remote_code=trial.model.trust_remote_code,
+    )
+    adapter = trial.adapter.planning_adapter()
+    context = InjectContext(
+        loaded.head_modules, loaded.target_modules, trial.train.seed, trial.train.steps
+    )
+    return adapter.counts(adapter.inject(loaded.model, context), context)

@@ -1,0 +1,375 @@
+"""One multi-objective Optuna study over variant × hyperparameters.
+
+Directions: maximise the dev metric, minimise trainable parameters. Each trial's parameter count
+is computed before training, so a ``max_params`` budget rejects a configuration without training
+it and early stopping can compare costs. Everything a later command needs (the fixed trial
+settings, the metric, the reference point) is stored on the study, so ``pareto`` and ``refit``
+work from the storage alone, from any machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lorasearch.adapters import build_adapter
+from lorasearch.errors import LorasearchError
+from lorasearch.search.early_stop import Finished, stop_reason
+from lorasearch.search.pareto import hypervolume, hypervolume_history
+from lorasearch.spaces import SearchSpace
+from lorasearch.training.metrics import chance_level
+from lorasearch.training.trainer import TrainConfig, TrainResult
+from lorasearch.training.trial import (
+    DataConfig,
+    ModelConfig,
+    Trial,
+    load_data,
+    planned_counts,
+    run_trial,
+)
+
+DEFAULT_STORAGE = "sqlite:///lorasearch.db"
+SAMPLERS = ("tpe", "nsga2", "random", "gp")
+
+
+@dataclass
+class SearchConfig:
+    """How to search: budget, storage, sampler, early stopping and the space."""
+
+    trials: int
+    space: SearchSpace
+    timeout_s: float | None = None
+    storage: str | None = None
+    study_name: str | None = None
+    sampler: str = "tpe"
+    seed: int = 0
+    early_stop: bool = True
+    margin: float = 0.01
+    max_params: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise LorasearchError(f"--trials must be >= 1, got {self.trials}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise LorasearchError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
+        if self.sampler not in SAMPLERS:
+            raise LorasearchError(f"unknown sampler '{self.sampler}'; use {', '.join(SAMPLERS)}")
+        if self.max_params is not None and self.max_params < 1:
+            raise LorasearchError(f"--max-params must be >= 1, got {self.max_params}")
+        if not 0 <= self.margin < 1:
+            raise LorasearchError(f"--early-stop-margin must be in [0, 1), got {self.margin}")
+
+
+@dataclass
+class Fixed:
+    """The part of every trial the search does not vary."""
+
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"data": asdict(self.data), "model": asdict(self.model), "train": asdict(self.train)}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Fixed:
+        raw = json.loads(text)
+        model = raw["model"] | {
+            "targets": tuple(raw["model"]["targets"]) if raw["model"]["targets"] else None
+        }
+        return cls(DataConfig(**raw["data"]), ModelConfig(**model), TrainConfig(**raw["train"]))
+
+
+class SearchProgress:
+    """Hooks a front end implements to show progress (all optional)."""
+
+    def search_started(self, study: optuna.Study, storage: str, space: SearchSpace) -> None: ...
+
+    def trial_started(self, number: int, variant: str, knobs: dict) -> None: ...
+
+    def trial_step(self, step: int, loss: float, dev: float | None = None) -> None: ...
+
+    def trial_ended(self, trial: FrozenTrial, hypervolume: float, best: float | None) -> None: ...
+
+
+# --- storage --------------------------------------------------------------------------------------
+
+
+def storage_url(storage: str | None) -> str:
+    return storage or DEFAULT_STORAGE
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, for printing and logging."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    if "://" not in url:
+        raise LorasearchError(
+            f"malformed --storage '{mask_url(url)}' (expected e.g. sqlite:///file.db)"
+        )
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # sqlalchemy raises many types; the URL is what the user can fix
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LorasearchError(f"cannot open storage {mask_url(url)}: {mask_url(first)}") from None
+
+
+def default_study_name(fixed: Fixed) -> str:
+    base = fixed.data.task or Path(fixed.data.data or "custom").stem
+    model = Path(fixed.model.model).name if fixed.model.model else "minilm"
+    return f"{base}-{model}"
+
+
+def load_study(name: str, storage: str | None) -> optuna.Study:
+    """An existing study (for ``pareto``, ``refit``, ``best``)."""
+    backend = open_storage(storage_url(storage))
+    names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+    if name not in names:
+        known = ", ".join(names) or "none"
+        raise LorasearchError(
+            f"no study '{name}' in {mask_url(storage_url(storage))} (studies: {known})"
+        )
+    study = optuna.load_study(study_name=name, storage=backend)
+    if "fixed" not in study.user_attrs:
+        raise LorasearchError(f"study '{name}' was not created by lorasearch")
+    return study
+
+
+def _sampler(config: SearchConfig, offset: int):
+    seed = config.seed + offset  # a resumed study must not replay the same draws
+    constraints = _constraints if config.max_params is not None else None
+    if config.sampler == "tpe":
+        return optuna.samplers.TPESampler(
+            multivariate=True, group=True, seed=seed, constraints_func=constraints,
+            n_startup_trials=min(10, max(2, config.trials // 3)),
+        )  # fmt: skip
+    if config.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, constraints_func=constraints, population_size=8
+        )
+    if config.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, constraints_func=constraints)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _constraints(trial: FrozenTrial) -> list[float]:
+    return [float(trial.user_attrs.get("over_budget", 0))]
+
+
+# --- the search -----------------------------------------------------------------------------------
+
+
+def run_search(
+    fixed: Fixed, config: SearchConfig, progress: SearchProgress | None = None
+) -> optuna.Study:
+    """Add ``config.trials`` trials to the study (created or resumed) and return it."""
+    config.space.validate(fixed.train.steps)
+    task = load_data(fixed.data)  # bad data fails here, before any study is written
+    name = config.study_name or default_study_name(fixed)
+    backend = open_storage(storage_url(config.storage))
+    study = optuna.create_study(
+        study_name=name,
+        storage=backend,
+        directions=["maximize", "minimize"],
+        load_if_exists=True,
+    )
+    _check_or_record(study, fixed, task, config)
+    study.sampler = _sampler(config, len(study.trials))
+    progress = progress or SearchProgress()
+    progress.search_started(study, mask_url(storage_url(config.storage)), config.space)
+    chance = study.user_attrs["chance"]
+    full = study.user_attrs["full_params"]
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+        best = max((t.values[0] for t in done if t.state == TrialState.COMPLETE), default=None)
+        progress.trial_ended(trial, hypervolume(done, chance, full), best)
+
+    study.optimize(
+        _objective(study, fixed, config, progress),
+        n_trials=config.trials,
+        timeout=config.timeout_s,
+        catch=(Exception,),
+        callbacks=[after_trial],
+        gc_after_trial=True,
+    )
+    return study
+
+
+def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConfig) -> None:
+    """A new study records what it searches; a resumed one must be searching the same thing."""
+    attrs = study.user_attrs
+    if "fixed" in attrs:
+        old = Fixed.from_json(attrs["fixed"])
+        if (old.data, old.model) != (fixed.data, fixed.model):
+            raise LorasearchError(
+                f"study '{study.study_name}' searches another task or model; "
+                "use the same --task/--data/--model options, or another --study"
+            )
+    else:
+        study.set_metric_names([task.spec.metric, "trainable_params"])
+        study.set_user_attr("fixed", fixed.to_json())
+        study.set_user_attr("metric_name", task.spec.metric)
+        study.set_user_attr(
+            "chance", chance_level(task.spec.metric, task.dev.labels, task.num_labels)
+        )
+        study.set_user_attr("full_params", _full_model_params(fixed, task))
+    study.set_user_attr("space", config.space.to_json())
+
+
+def _full_model_params(fixed: Fixed, task) -> int:
+    from lorasearch.training.models import load_model
+
+    loaded = load_model(
+        fixed.model.model, task.label_names, trust_remote_code=fixed.model.trust_remote_code
+    )
+    return sum(p.numel() for p in loaded.model.parameters())
+
+
+def _objective(study: optuna.Study, fixed: Fixed, config: SearchConfig, progress: SearchProgress):
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        trial.set_user_attr("steps_used", 0)
+        try:
+            variant, knobs = config.space.suggest(trial, fixed.train.steps)
+            trial.set_user_attr("variant", variant)
+            trial.set_user_attr("knobs", knobs)
+            progress.trial_started(trial.number, variant, knobs)
+            spec = Trial(
+                fixed.data, fixed.model, build_adapter(variant, **knobs), copy.copy(fixed.train)
+            )
+            planned = planned_counts(spec).trainable
+            trial.set_user_attr("planned_params", planned)
+            trial.set_user_attr(
+                "over_budget", planned - config.max_params if config.max_params else 0
+            )
+            if config.max_params is not None and planned > config.max_params:
+                _prune(
+                    trial,
+                    f"over budget: {planned:,} trainable params > --max-params {config.max_params:,}",
+                )
+            result = run_trial(
+                spec,
+                on_eval=_early_stopper(study, trial, planned, config)
+                if config.early_stop
+                else None,
+                progress=progress.trial_step,
+            )
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", _reason(exc))
+            _release_memory()
+            raise
+        _record(trial, result)
+        if result.stopped_early:
+            _prune(trial, result.stopped_early)
+        return result.dev_metric, float(result.trainable_params)
+
+    return objective
+
+
+def _early_stopper(study: optuna.Study, trial: optuna.Trial, params: int, config: SearchConfig):
+    def on_eval(step: int, metric: float) -> str | None:
+        trial.set_user_attr("partial_curve", {str(step): metric})  # last point, for workers
+        return stop_reason(step, metric, params, finished_trials(study), config.margin)
+
+    return on_eval
+
+
+def finished_trials(study: optuna.Study) -> list[Finished]:
+    """COMPLETE trials as the early-stopping rule sees them."""
+    finished = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        curve = {int(k): v for k, v in t.user_attrs.get("curve", {}).items()}
+        finished.append(Finished(t.number, int(t.values[1]), curve, t.values[0]))
+    return finished
+
+
+def _record(trial: optuna.Trial, result: TrainResult) -> None:
+    trial.set_user_attr("curve", {str(p.step): p.dev_metric for p in result.curve})
+    trial.set_user_attr("steps_used", result.steps + result.preliminary_steps)
+    trial.set_user_attr("dev_metric", result.dev_metric)
+    trial.set_user_attr("test_metric", result.test_metric)
+    trial.set_user_attr("trainable_params", result.trainable_params)
+    trial.set_user_attr("stored_params", result.stored_params)
+    trial.set_user_attr("steps_per_second", result.steps_per_second)
+    trial.set_user_attr("peak_memory_mb", result.peak_memory_mb)
+    trial.set_user_attr("device", result.device)
+
+
+def _prune(trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr("prune_reason", reason)
+    raise optuna.TrialPruned(reason)
+
+
+def _reason(exc: Exception) -> str:
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return "out of memory: " + str(exc).splitlines()[0]
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, LorasearchError) else text
+
+
+def _release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --- reporting ------------------------------------------------------------------------------------
+
+
+def study_report(study: optuna.Study) -> dict[str, Any]:
+    """Every trial (old and new), the front and the hypervolume: the ``--json`` object."""
+    trials = study.get_trials(deepcopy=False)
+    chance, full = study.user_attrs["chance"], study.user_attrs["full_params"]
+    front = {t.number for t in _front(study)}
+    rows = []
+    for t in trials:
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "variant": t.user_attrs.get("variant"),
+                "params": t.user_attrs.get("knobs", {}),
+                "values": list(t.values) if t.values else None,
+                "steps_used": t.user_attrs.get("steps_used", 0),
+                "reason": t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason"),
+                "test_metric": t.user_attrs.get("test_metric"),
+                "pareto": t.number in front,
+            }
+        )
+    history = hypervolume_history([t for t in trials if t.state.is_finished()], chance, full)
+    return {
+        "study": study.study_name,
+        "metric_name": study.user_attrs.get("metric_name"),
+        "trials": rows,
+        "pareto": sorted(front),
+        "hypervolume": history[-1] if history else 0.0,
+        "hypervolume_history": history,
+        "reference_point": {"metric": chance, "log10_params": math.log10(full)},
+        "steps_used": sum(r["steps_used"] for r in rows),
+    }
+
+
+def _front(study: optuna.Study) -> list[FrozenTrial]:
+    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        return []
+    return study.best_trials

@@ -1,0 +1,267 @@
+"""The search: valid spaces, up-front counts, the budget, early stopping, resume, failures."""
+
+import json
+import math
+
+import optuna
+import pytest
+
+from lorasearch.adapters import VARIANTS, build_adapter
+from lorasearch.cli import main
+from lorasearch.errors import LorasearchError
+from lorasearch.search import early_stop
+from lorasearch.search import study as study_module
+from lorasearch.search.early_stop import Finished, stop_reason
+from lorasearch.search.pareto import hypervolume
+from lorasearch.search.study import Fixed, SearchConfig, load_study, run_search, study_report
+from lorasearch.spaces import SearchSpace, load_space_file
+from lorasearch.training.trainer import TrainConfig
+from lorasearch.training.trial import DataConfig, ModelConfig, Trial, planned_counts, run_trial
+
+FAST = TrainConfig(steps=20, batch_size=16, max_length=24, eval_every=10)
+
+
+def _fixed(toy_data, tiny_bert, **train):
+    config = TrainConfig(
+        **(
+            {k: getattr(FAST, k) for k in ("steps", "batch_size", "max_length", "eval_every")}
+            | train
+        )
+    )
+    return Fixed(
+        DataConfig(data=str(toy_data), text_column="sentence"),
+        ModelConfig(model=str(tiny_bert)),
+        config,
+    )
+
+
+def _search(fixed, tmp_path, trials, name="s", **config):
+    space = config.pop("space", None) or SearchSpace.default(config.pop("variants", None))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    return run_search(
+        fixed, SearchConfig(trials=trials, space=space, storage=storage, study_name=name, **config)
+    )
+
+
+# --- the space ------------------------------------------------------------------------------------
+
+
+def test_space_yields_only_valid_configurations_for_every_variant():
+    space = SearchSpace.default()
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    seen = set()
+    for _ in range(400):
+        trial = study.ask()
+        variant, knobs = space.suggest(trial, total_steps=100)
+        build_adapter(variant, **knobs)  # raises on any invalid knob
+        for name, knob in space.knobs[variant].items():
+            value = trial.params[f"{variant}.{name}"]
+            assert knob.low <= value <= knob.high
+        seen.add(variant)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert seen == set(VARIANTS)
+
+
+def test_space_file_narrows_fixes_and_rejects_typos(tmp_path):
+    good = tmp_path / "space.toml"
+    good.write_text(
+        'variants = "lora,vera"\n[all]\nlr = { low = 1e-4, high = 1e-3 }\n[vera]\nvera_rank = 64\n'
+    )
+    space = load_space_file(good, None)
+    assert space.variants == ["lora", "vera"]
+    assert space.knobs["vera"]["vera_rank"].fixed == 64
+    assert (space.knobs["lora"]["lr"].low, space.knobs["lora"]["lr"].high) == (1e-4, 1e-3)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("lora:\n  rnak: 8\n")
+    with pytest.raises(LorasearchError, match="'rnak' is not a knob of lora"):
+        load_space_file(typo, None)
+    out_of_range = tmp_path / "bad.toml"
+    out_of_range.write_text("[lora_drop]\ndrop_threshold = { low = 0.5, high = 1.5 }\n")
+    with pytest.raises(LorasearchError, match="drop_threshold must be in"):
+        load_space_file(out_of_range, ["lora_drop"]).validate(100)
+
+
+# --- counts before training -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "lora_drop"])
+def test_up_front_count_equals_the_trained_models(toy_data, tiny_bert, variant):
+    knobs = {"adalora": {"target_rank": 2, "init_rank": 3}, "vera": {"vera_rank": 16}}.get(
+        variant, {"rank": 3}
+    )
+    fixed = _fixed(toy_data, tiny_bert)
+    trial = Trial(fixed.data, fixed.model, build_adapter(variant, **knobs), fixed.train)
+    planned = planned_counts(trial)
+    assert planned.trainable == run_trial(trial).trainable_params
+
+
+def test_lora_drop_up_front_count_is_its_upper_bound(toy_data, tiny_bert):
+    fixed = _fixed(toy_data, tiny_bert)
+    adapter = build_adapter("lora_drop", rank=3, drop_threshold=0.5, drop_steps=5)
+    trial = Trial(fixed.data, fixed.model, adapter, fixed.train)
+    bound = planned_counts(trial).trainable
+    assert bound == 3 * 960 + 66 and run_trial(trial).trainable_params < bound
+
+
+# --- the study ------------------------------------------------------------------------------------
+
+
+def test_budget_rejects_without_training(toy_data, tiny_bert, tmp_path, monkeypatch):
+    trained = []
+    monkeypatch.setattr(
+        study_module, "run_trial", lambda spec, **kw: trained.append(spec) or run_trial(spec, **kw)
+    )
+    study = _search(_fixed(toy_data, tiny_bert), tmp_path, 6, variants=["lora"], max_params=1_000)
+    report = study_report(study)
+    assert all(t["state"] == "PRUNED" and "over budget" in t["reason"] for t in report["trials"])
+    assert all(t["steps_used"] == 0 for t in report["trials"]) and trained == []
+    for trial in study.trials:  # the sampler sees the violation as a constraint
+        assert trial.user_attrs["over_budget"] == trial.user_attrs["planned_params"] - 1_000 > 0
+
+
+def test_early_stopping_stops_exactly_the_trials_the_rule_names(toy_data, tiny_bert, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(
+        study_name="es", storage=storage, directions=["maximize", "minimize"]
+    )
+    study.enqueue_trial({"lora.rank": 16, "lora.lr": 5e-3})  # learns fast
+    for rank in (16, 32, 2):
+        study.enqueue_trial({"lora.rank": rank, "lora.lr": 1e-4})  # slow learners
+    fixed = _fixed(toy_data, tiny_bert, steps=60, eval_every=20)
+    study = _search(fixed, tmp_path, 4, name="es", variants=["lora"], margin=0.05)
+    trials = sorted(study.trials, key=lambda t: t.number)
+    states = [t.state.name for t in trials]
+    # The slow ones at least as large as trial 0 stop; the cheaper slow one may not be stopped.
+    assert states == ["COMPLETE", "PRUNED", "PRUNED", "COMPLETE"], states
+    for trial in trials:  # replay the rule on the recorded curves, trial by trial
+        before = [
+            Finished(
+                t.number,
+                int(t.values[1]),
+                {int(k): v for k, v in t.user_attrs["curve"].items()},
+                t.values[0],
+            )
+            for t in trials
+            if t.number < trial.number and t.state.name == "COMPLETE"
+        ]
+        curve = {int(k): v for k, v in trial.user_attrs["curve"].items()}
+        params = trial.user_attrs["planned_params"]
+        fired = [s for s in sorted(curve) if stop_reason(s, curve[s], params, before, 0.05)]
+        if trial.state.name == "PRUNED":
+            assert fired and fired[0] == max(curve) == trial.user_attrs["steps_used"]
+            assert trial.user_attrs["prune_reason"].startswith("trails trial")
+        else:
+            assert not fired
+    assert study_report(study)["steps_used"] < 4 * 60
+
+
+def test_rule_needs_a_cheaper_trial_ahead_by_the_margin():
+    done = [Finished(0, 1_000, {10: 0.80, 20: 0.85}, 0.86)]
+    assert stop_reason(10, 0.70, 2_000, done, 0.05) is not None
+    assert stop_reason(10, 0.70, 500, done, 0.05) is None  # the finished one costs more
+    assert stop_reason(10, 0.78, 2_000, done, 0.05) is None  # within the margin
+    assert stop_reason(30, 0.10, 2_000, done, 0.05) is None  # no point at that step
+    assert stop_reason(20, 0.79, 1_000, done, 0.05) == early_stop.stop_reason(
+        20, 0.79, 1_000, done, 0.05
+    )
+
+
+def test_resume_keeps_old_trials_and_adds_new(toy_data, tiny_bert, tmp_path):
+    fixed = _fixed(toy_data, tiny_bert)
+    first = study_report(_search(fixed, tmp_path, 2, variants=["lora", "vera"]))
+    second = study_report(_search(fixed, tmp_path, 2, variants=["lora", "vera"]))
+    assert [t["number"] for t in second["trials"]] == [0, 1, 2, 3]
+    assert second["trials"][:2] == [
+        dict(t, pareto=s["pareto"]) for t, s in zip(first["trials"], second["trials"], strict=False)
+    ]
+    assert second["trials"][2]["params"] != first["trials"][0]["params"]  # no replayed draws
+    other = _fixed(toy_data, tiny_bert)
+    other.data = DataConfig(data=str(toy_data), text_column="sentence", train_samples=50)
+    with pytest.raises(LorasearchError, match="searches another task or model"):
+        _search(other, tmp_path, 1)
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(
+    toy_data, tiny_bert, tmp_path, monkeypatch
+):
+    def flaky(spec, **kw):
+        if spec.adapter.config.rank == 4:
+            raise RuntimeError("boom")
+        return run_trial(spec, **kw)
+
+    monkeypatch.setattr(study_module, "run_trial", flaky)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(
+        study_name="f", storage=storage, directions=["maximize", "minimize"]
+    )
+    for rank in (2, 4, 3):
+        study.enqueue_trial({"lora.rank": rank, "lora.lr": 1e-3})
+    report = study_report(
+        _search(_fixed(toy_data, tiny_bert), tmp_path, 3, name="f", variants=["lora"])
+    )
+    assert [t["state"] for t in report["trials"]] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert report["trials"][1]["reason"] == "RuntimeError: boom"
+
+
+def test_report_shape_and_hypervolume(toy_data, tiny_bert, tmp_path):
+    study = _search(_fixed(toy_data, tiny_bert), tmp_path, 3, variants=["lora", "lora_fa"])
+    report = study_report(study)
+    for row in report["trials"]:
+        assert {"number", "state", "params", "values", "variant", "steps_used"} <= set(row)
+    front = {t.number for t in study.best_trials}
+    assert set(report["pareto"]) == front
+    assert report["hypervolume"] == pytest.approx(report["hypervolume_history"][-1])
+    assert report["hypervolume_history"] == sorted(report["hypervolume_history"])  # never shrinks
+
+
+def test_hypervolume_by_hand():
+    def trial(metric, params):
+        return optuna.trial.create_trial(values=[metric, params])
+
+    # Reference (0.5, log10 1e6 = 6). Points: (0.9, 1e3) and (0.8, 1e2).
+    trials = [trial(0.9, 1e3), trial(0.8, 1e2), trial(0.4, 10)]  # the last is below chance
+    expected = (0.9 - 0.5) * (6 - 3) + (0.8 - 0.5) * (3 - 2)
+    assert hypervolume(trials, 0.5, 10**6) == pytest.approx(expected)
+    assert math.isclose(hypervolume([], 0.5, 10**6), 0.0)
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def test_search_and_pareto_commands(capsys, toy_data, tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["--data", str(toy_data), "--text-column", "sentence", "--model", str(tiny_bert)]
+    fast = ["--steps", "10", "--eval-every", "5", "--batch-size", "16", "--max-length", "24"]
+    assert main(["search", *args, *fast, "--trials", "2", "--variants", "lora,dora", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert len(first["trials"]) == 2 and (tmp_path / "lorasearch.db").is_file()
+    study = first["study"]
+    assert main(["pareto", "--study", study, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pareto"] == first["pareto"]
+    assert main(["pareto", "--study", study]) == 0
+    assert "Pareto front" in capsys.readouterr().out
+    assert load_study(study, None).user_attrs["metric_name"] == "accuracy"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--trials", "0"], "--trials must be >= 1"),
+        (["--trials", "1", "--timeout", "-5"], "--timeout must be > 0"),
+        (["--trials", "1", "--sampler", "cmaes"], "unknown sampler"),
+        (["--trials", "1", "--storage", "nonsense"], "malformed --storage"),
+        (
+            ["--trials", "1", "--storage", "postgresql://u:secret@127.0.0.1:1/x"],
+            "cannot open storage",
+        ),
+        (["--trials", "1", "--variants", "lora,lorax"], "unknown variant 'lorax'"),
+    ],
+)
+def test_search_bad_input_is_one_line(capsys, toy_data, tmp_path, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--data", str(toy_data), "--text-column", "sentence", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "secret" not in err[0]
+    assert not (tmp_path / "lorasearch.db").exists()  # nothing written
