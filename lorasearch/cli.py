@@ -197,6 +197,53 @@ def pareto(study_name, storage, as_json):
     _report(load_study(study_name, storage), as_json)
 
 
+@cli.command()
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--storage", help="Optuna storage URL [default: sqlite:///lorasearch.db].")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per configuration.")
+@click.option("--steps", type=int, help="Training steps [default: the search's].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def refit(study_name, storage, seeds, steps, as_json):
+    """Retrain each Pareto configuration with more steps and seeds: mean ± std on dev and test."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lorasearch.search.refit import refit_front
+    from lorasearch.search.study import load_study
+
+    study = load_study(study_name, storage)
+
+    def on_run(number: int, variant: str, seed: int) -> None:
+        click.echo(f"refit trial {number} ({variant}) seed {seed}", err=True)
+
+    rows = [r.summary() for r in refit_front(study, seeds, steps, on_run)]
+    if as_json:
+        click.echo(json.dumps({"study": study.study_name, "refits": rows}))
+        return
+    metric = study.user_attrs["metric_name"]
+    table = Table(
+        title=f"study {study.study_name}: Pareto configurations refit over {seeds} seed(s)"
+    )
+    for column in (
+        "#",
+        "variant",
+        "hyperparameters",
+        f"search dev {metric}",
+        "dev mean ± std",
+        "test mean ± std",
+        "trainable",
+        "stored",
+    ):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["number"]), r["variant"], ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items()),
+            f"{r['search_dev_metric']:.4f}", f"{r['dev_mean']:.4f} ± {r['dev_std']:.4f}",
+            f"{r['test_mean']:.4f} ± {r['test_std']:.4f}", f"{r['trainable_params']:,}", f"{r['stored_params']:,}",
+        )  # fmt: skip
+    Console(width=None if Console().is_terminal else 200).print(table)
+
+
 def _report(study, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -265,3 +265,20 @@ def test_search_bad_input_is_one_line(capsys, toy_data, tmp_path, monkeypatch, e
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "secret" not in err[0]
     assert not (tmp_path / "lorasearch.db").exists()  # nothing written
+
+
+def test_refit_retrains_the_front_and_reproduces_the_search_at_seed_0(
+    toy_data, tiny_bert, tmp_path
+):
+    from lorasearch.search.refit import refit_front
+
+    study = _search(_fixed(toy_data, tiny_bert), tmp_path, 3, variants=["lora", "vera"])
+    same_budget = refit_front(study, seeds=1, steps=None)
+    assert [r.number for r in same_budget] == sorted(t.number for t in study.best_trials)
+    for refit in same_budget:
+        assert refit.summary()["dev_mean"] == pytest.approx(refit.search_dev_metric, abs=1e-9)
+    longer = refit_front(study, seeds=2, steps=30)
+    assert all(len(r.results) == 2 and r.results[0].steps == 30 for r in longer)
+    assert all(r.summary()["dev_std"] >= 0 for r in longer)
+    with pytest.raises(LorasearchError, match="--seeds must be >= 1"):
+        refit_front(study, seeds=0, steps=None)
