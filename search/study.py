@@ -32,6 +32,7 @@ from lorasearch.training.trial import (
     ModelConfig,
     Trial,
     load_data,
+    load_inputs,
     planned_counts,
     run_trial,
 )
@@ -225,17 +226,9 @@ def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConf
         study.set_user_attr(
             "chance", chance_level(task.spec.metric, task.dev.labels, task.num_labels)
         )
-        study.set_user_attr("full_params", _full_model_params(fixed, task))
+        _, loaded = load_inputs(fixed.data, fixed.model)
+        study.set_user_attr("full_params", sum(p.numel() for p in loaded.model.parameters()))
     study.set_user_attr("space", config.space.to_json())
-
-
-def _full_model_params(fixed: Fixed, task) -> int:
-    from lorasearch.training.models import load_model
-
-    loaded = load_model(
-        fixed.model.model, task.label_names, trust_remote_code=fixed.model.trust_remote_code
-    )
-    return sum(p.numel() for p in loaded.model.parameters())
 
 
 def _objective(study: optuna.Study, fixed: Fixed, config: SearchConfig, progress: SearchProgress):

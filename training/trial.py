@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lorasearch.adapters import Adapter, InjectContext, ParamCounts
 from lorasearch.training.data import tokenize_task
-from lorasearch.training.models import load_model
+from lorasearch.training.models import LoadedModel, load_model
 from lorasearch.training.tasks import TaskData, load_task, resolve_spec
 from lorasearch.training.trainer import EvalCallback, TrainConfig, TrainResult, train
 
@@ -61,6 +61,21 @@ def load_data(config: DataConfig) -> TaskData:
     )
 
 
+def load_inputs(
+    data: DataConfig, model: ModelConfig, seed: int = 0
+) -> tuple[TaskData, LoadedModel]:
+    """The task and a fresh copy of the base model (head seeded by ``seed``), both cached."""
+    task = load_data(data)
+    loaded = load_model(
+        model.model,
+        task.label_names,
+        targets=list(model.targets) if model.targets else None,
+        seed=seed,
+        trust_remote_code=model.trust_remote_code,
+    )
+    return task, loaded
+
+
 @dataclass
 class Trial:
     """Everything that defines one run: the fixed parts and the adapter configuration."""
@@ -79,14 +94,7 @@ def run_trial(
     export_dir: Path | None = None,
 ) -> TrainResult:
     """Load (or reuse) the task and base model, train the adapter, return the measured result."""
-    task = load_data(trial.data)
-    loaded = load_model(
-        trial.model.model,
-        task.label_names,
-        targets=list(trial.model.targets) if trial.model.targets else None,
-        seed=trial.train.seed,
-        trust_remote_code=trial.model.trust_remote_code,
-    )
+    task, loaded = load_inputs(trial.data, trial.model, trial.train.seed)
     tokenized = tokenize_task(task, loaded.tokenizer, trial.train.max_length)
     return train(
         loaded,
@@ -106,13 +114,7 @@ def planned_counts(trial: Trial) -> ParamCounts:
     Exact for every variant but LoRA-drop, whose kept set comes from training: its count here is
     the upper bound (every module keeps its own LoRA).
     """
-    task = load_data(trial.data)
-    loaded = load_model(
-        trial.model.model,
-        task.label_names,
-        targets=list(trial.model.targets) if trial.model.targets else None,
-        trust_remote_code=trial.model.trust_remote_code,
-    )
+    _, loaded = load_inputs(trial.data, trial.model, trial.train.seed)
     adapter = trial.adapter.planning_adapter()
     context = InjectContext(
         loaded.head_modules, loaded.target_modules, trial.train.seed, trial.train.steps
