@@ -44,10 +44,16 @@ def _task_options(command):
     """Options that fix the task, model and training budget (shared with ``search``)."""
     options = [
         click.option(
-            "--task", help="Preset: sst2, agnews, mrpc, rte, cola (sets columns, metric, hub id)."
+            "--task",
+            multiple=True,
+            help="Preset: sst2, agnews, mrpc, rte, cola (sets columns, metric, hub id); "
+            "search takes several.",
         ),
         click.option(
-            "--data", help="Hub dataset id, or a local file / folder with train.*, dev.*, test.*."
+            "--data",
+            multiple=True,
+            help="Hub dataset id, or a local file / folder with train.*, dev.*, test.*; "
+            "with several --task: one per task, or a folder holding one folder per task.",
         ),
         click.option("--text-column", help="Column with the text."),
         click.option("--text-pair-column", help="Second text column, for sentence-pair tasks."),
@@ -104,7 +110,9 @@ def _task_options(command):
 @click.option("--rank", type=int, help="Adapter rank r [default: 8].")
 @click.option("--alpha", type=float, help="LoRA alpha [default: 2·rank].")
 @click.option("--dropout", type=float, help="Dropout on the adapter branch [default: 0.05].")
-@click.option("--lr", type=float, help="Learning rate [default: 1e-3; LoRA+ 2.5e-4 (A's), VeRA 1e-2].")
+@click.option(
+    "--lr", type=float, help="Learning rate [default: 1e-3; LoRA+ 2.5e-4 (A's), VeRA 1e-2]."
+)
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any variant knob.")
 @click.option(
     "--export", "export_dir", type=click.Path(path_type=Path), help="Write the adapter here."
@@ -123,7 +131,7 @@ def train(variant, rank, alpha, dropout, lr, settings, export_dir, force, as_jso
     }
     knobs |= parse_settings(settings, get_variant(variant).config_class)
     adapter = build_adapter(variant, **knobs)
-    data, model, train_config = _settings(options)
+    data, model, train_config = _settings(_one_task(options, "train"))
     trial = Trial(data=data, model=model, adapter=adapter, train=train_config)
     if export_dir is not None:
         _check_export_dir(export_dir, force)
@@ -166,9 +174,15 @@ def variants(as_json):
 @click.option("--max-params", type=int, help="Reject configurations with more trainable params.")
 @click.option("--early-stop/--no-early-stop", default=True, show_default=True)
 @click.option("--early-stop-margin", type=float, default=0.01, show_default=True)
+@click.option(
+    "--tracking-uri",
+    help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here].",
+)
+@click.option("--no-tracking", is_flag=True, help="Record in the Optuna study only, not MLflow.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def search(trials, timeout_s, storage, study_name, sampler, variants, space_file, max_params,
-           early_stop, early_stop_margin, as_json, **options):  # fmt: skip
+           early_stop, early_stop_margin, tracking_uri, no_tracking, as_json,
+           **options):  # fmt: skip
     """Search variant × hyperparameters: maximise the dev metric, minimise trainable params."""
     from lorasearch.search.study import Fixed, SearchConfig, run_search
     from lorasearch.spaces import SearchSpace, load_space_file
@@ -178,12 +192,105 @@ def search(trials, timeout_s, storage, study_name, sampler, variants, space_file
     config = SearchConfig(
         trials=trials, space=space, timeout_s=timeout_s, storage=storage, study_name=study_name,
         sampler=sampler, seed=options["seed"], early_stop=early_stop, margin=early_stop_margin,
-        max_params=max_params,
+        max_params=max_params, tracking_uri=tracking_uri, tracking=not no_tracking,
     )  # fmt: skip
-    fixed = Fixed(*_settings(options))
-    with SearchBar(trials, fixed.train.steps) as bar:
-        study = run_search(fixed, config, bar)
-    _report(study, as_json)
+    jobs = _task_jobs(options)
+    if len(jobs) == 1:
+        fixed = Fixed(*_settings(jobs[0]))
+        with SearchBar(trials, fixed.train.steps) as bar:
+            study = run_search(fixed, config, bar)
+        _report(study, as_json)
+        return
+    fixes = [Fixed(*_settings(job)) for job in jobs]  # every task's options checked first
+    studies = []
+    for job, fixed in zip(jobs, fixes, strict=True):
+        name = f"{study_name}-{job['task']}" if study_name else None
+        with SearchBar(trials, fixed.train.steps) as bar:
+            studies.append(run_search(fixed, dataclasses.replace(config, study_name=name), bar))
+    _best_per_task(studies, max_params, as_json)
+
+
+def _one_task(options: dict, command: str) -> dict:
+    """``options`` with a single --task / --data (tuples from click) as plain values."""
+    for key in ("task", "data"):
+        if len(options[key]) > 1:
+            raise LorasearchError(f"{command} takes one --{key}; search takes several")
+    return options | {key: options[key][0] if options[key] else None for key in ("task", "data")}
+
+
+def _task_jobs(options: dict) -> list[dict]:
+    """One option set per --task: --data given once per task, or one folder of task folders."""
+    tasks, data = options["task"], options["data"]
+    if len(tasks) <= 1:
+        return [_one_task(options, "search")]
+    if len(set(tasks)) != len(tasks):
+        raise LorasearchError("a --task is given twice")
+    if len(data) == len(tasks):
+        pairs = list(zip(tasks, data, strict=True))
+    elif len(data) == 1 and Path(data[0]).is_dir():
+        pairs = [(task, str(Path(data[0]) / task)) for task in tasks]
+        missing = [p for _, p in pairs if not Path(p).exists()]
+        if missing:
+            raise LorasearchError(f"no folder {missing[0]} for its --task under --data {data[0]}")
+    elif not data:
+        pairs = [(task, None) for task in tasks]  # the presets' hub ids
+    else:
+        raise LorasearchError(
+            f"{len(tasks)} --task but {len(data)} --data: give one --data per task, "
+            "or one folder holding a folder per task"
+        )
+    return [options | {"task": task, "data": path} for task, path in pairs]
+
+
+def _best_per_task(studies: list, max_params: int | None, as_json: bool) -> None:
+    """The end of a several-task search: one line per task, its best adapter."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lorasearch.search.select import choose
+    from lorasearch.search.study import study_report
+
+    rows = []
+    for study in studies:
+        try:
+            choice = choose(study, max_params)
+        except LorasearchError as exc:
+            rows.append({"study": study.study_name, "best": None, "why": str(exc)})
+            continue
+        t = choice.trial
+        rows.append(
+            {
+                "study": study.study_name,
+                "metric_name": study.user_attrs["metric_name"],
+                "best": {
+                    "trial": t.number, "variant": t.user_attrs["variant"],
+                    "hyperparameters": t.user_attrs["knobs"], "dev_metric": t.values[0],
+                    "test_metric": t.user_attrs.get("test_metric"),
+                    "trainable_params": int(t.values[1]),
+                },
+                "why": choice.why,
+                "report": study_report(study),
+            }
+        )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps({"tasks": rows}))
+        return
+    table = Table(title="best adapter per task (highest dev metric on the front)")
+    for column in ("study", "trial", "variant", "hyperparameters", "dev", "test", "params"):
+        table.add_column(column)
+    for row in rows:
+        b = row["best"]
+        if b is None:
+            table.add_row(row["study"], "", "", row["why"], "", "", "")
+            continue
+        metric = row["metric_name"]
+        table.add_row(
+            row["study"], str(b["trial"]), b["variant"],
+            ", ".join(f"{k}={_short(v)}" for k, v in b["hyperparameters"].items()),
+            f"{metric} {b['dev_metric']:.4f}", f"{metric} {b['test_metric']:.4f}",
+            f"{b['trainable_params']:,}",
+        )  # fmt: skip
+    Console(width=None if Console().is_terminal else 200).print(table)
 
 
 @cli.command()
@@ -242,6 +349,142 @@ def refit(study_name, storage, seeds, steps, as_json):
             f"{r['test_mean']:.4f} ± {r['test_std']:.4f}", f"{r['trainable_params']:,}", f"{r['stored_params']:,}",
         )  # fmt: skip
     Console(width=None if Console().is_terminal else 200).print(table)
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="Study name.")
+@click.option("--storage", help="Optuna storage URL [default: sqlite:///lorasearch.db].")
+@click.option("--max-params", type=int, help="Trainable-parameter budget.")
+@click.option(
+    "--rule",
+    type=click.Choice(["best", "knee"]),
+    default="best",
+    show_default=True,
+    help="best: highest dev metric within the budget; knee: where more params stop paying.",
+)
+@click.option(
+    "--export", "export_dir", type=click.Path(path_type=Path), help="Write the adapter here."
+)
+@click.option("--force", is_flag=True, help="Allow --export into a non-empty folder.")
+@click.option(
+    "--register", is_flag=True, help="Register it in the MLflow Model Registry as 'best'."
+)
+@click.option(
+    "--tracking-uri",
+    help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def best(study_name, storage, max_params, rule, export_dir, force, register, tracking_uri,
+         as_json):  # fmt: skip
+    """Pick the front's adapter for a parameter budget, say why, export and register it."""
+    import tempfile
+
+    from lorasearch.search.select import choose, retrain
+    from lorasearch.search.study import load_study
+    from lorasearch.tracking.card import write_model_card
+    from lorasearch.tracking.runs import RUN_ATTR, Tracker
+
+    tracker = Tracker(tracking_uri)  # a malformed URI fails here, before anything is written
+    if export_dir is not None:
+        _check_export_dir(export_dir, force)
+    study = load_study(study_name, storage)
+    choice = choose(study, max_params, rule)
+    trial, metric = choice.trial, study.user_attrs["metric_name"]
+    run_id = trial.user_attrs.get(RUN_ATTR)
+    out = {
+        "study": study.study_name,
+        "trial": trial.number,
+        "variant": trial.user_attrs["variant"],
+        "hyperparameters": trial.user_attrs["knobs"],
+        "metric_name": metric,
+        "dev_metric": trial.values[0],
+        "test_metric": trial.user_attrs.get("test_metric"),
+        "trainable_params": int(trial.values[1]),
+        "stored_params": trial.user_attrs.get("stored_params"),
+        "rule": rule,
+        "why": choice.why,
+        "mlflow_run_id": run_id,
+        "export_dir": None,
+        "export_source": None,
+        "registered_version": None,
+    }
+    if not as_json:
+        click.echo(
+            f"trial {trial.number} ({out['variant']}, "
+            + ", ".join(f"{k}={_short(v)}" for k, v in out["hyperparameters"].items())
+            + f"): dev {metric} {out['dev_metric']:.4f}, test {out['test_metric']:.4f}, "
+            f"{out['trainable_params']:,} trainable params; chosen as {choice.why}."
+        )
+    if export_dir is not None or register:
+        # Built in a scratch folder and moved in only when complete: a failure never leaves
+        # a half-written export, nor destroys what --force would replace.
+        with tempfile.TemporaryDirectory(prefix="lorasearch-export-") as scratch:
+            target = Path(scratch) / (export_dir.name if export_dir else "adapter")
+            if run_id and tracker.download_adapter(run_id, target):
+                out["export_source"] = "the search's trained adapter (MLflow artifact)"
+            else:
+                if not as_json:
+                    click.echo(
+                        "no stored adapter for this trial: retraining it as the search did",
+                        err=True,
+                    )
+                result = retrain(study, trial, target)
+                out["export_source"] = "retrained with the search's seed and budget"
+                out["test_metric_retrained"] = result.test_metric
+            write_model_card(target, study=study.study_name, trial=trial.number, why=choice.why)
+            if export_dir is not None:
+                _move_into(target, export_dir)
+                out["export_dir"] = str(export_dir)
+                if not as_json:
+                    click.echo(
+                        f"exported to {export_dir} ({out['export_source']}); see its README.md"
+                    )
+            if register:
+                if not run_id:
+                    raise LorasearchError(
+                        f"trial {trial.number} has no MLflow run to register from "
+                        "(the search ran with --no-tracking or MLflow was down)"
+                    )
+                name = f"lorasearch-{study.study_name}"
+                version = tracker.register(run_id, name, target, choice.why)
+                out["registered_version"] = version
+                out["registered_model"] = name
+                if not as_json:
+                    click.echo(f"registered as {name} version {version}, alias 'best'")
+    if as_json:
+        click.echo(json.dumps(out))
+
+
+def _move_into(source: Path, destination: Path) -> None:
+    """Replace ``destination``'s contents with ``source``'s (the caller checked --force)."""
+    import shutil
+
+    destination.mkdir(parents=True, exist_ok=True)
+    for item in destination.iterdir():
+        shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+    for item in source.iterdir():
+        shutil.move(str(item), destination / item.name)
+
+
+@cli.command()
+@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (local only).")
+@click.option(
+    "--tracking-uri",
+    help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here].",
+)
+def ui(port, host, tracking_uri):
+    """Serve the MLflow UI for this folder's store (127.0.0.1 unless --host says otherwise)."""
+    import subprocess
+
+    from lorasearch.tracking.runs import serve_command
+
+    command = serve_command(tracking_uri, host, port)
+    click.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
 
 
 def _report(study, as_json: bool) -> None:
@@ -335,6 +578,11 @@ class SearchBar:
     def trial_step(self, step: int, loss: float, dev: float | None = None) -> None:
         info = f"loss {loss:.4f}" + (f"  dev {dev:.4f}" if dev is not None else "")
         self.progress.update(self.trial_bar, completed=step, info=info)
+
+    def warning(self, message: str) -> None:
+        self.progress.console.print(
+            f"lorasearch: warning: {message}", highlight=False, markup=False
+        )
 
     def trial_ended(self, trial, hypervolume: float, best: float | None) -> None:
         best_text = f"best {best:.4f}" if best is not None else "best -"

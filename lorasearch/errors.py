@@ -7,3 +7,10 @@ and keeps its traceback.
 
 class LorasearchError(Exception):
     """A user-caused problem, explained in one line."""
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ***: storage and tracking URLs are shown masked."""
+    import re
+
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
+import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lorasearch.adapters import build_adapter
-from lorasearch.errors import LorasearchError
+from lorasearch.errors import LorasearchError, mask_url
 from lorasearch.search.early_stop import Finished, stop_reason
 from lorasearch.search.pareto import hypervolume, hypervolume_history
 from lorasearch.spaces import SearchSpace
+from lorasearch.tracking.plots import Point, draw_pareto
+from lorasearch.tracking.runs import RUN_ATTR, Tracker, tracking_uri
 from lorasearch.training.metrics import chance_level
 from lorasearch.training.trainer import TrainConfig, TrainResult
 from lorasearch.training.trial import (
@@ -55,8 +58,12 @@ class SearchConfig:
     early_stop: bool = True
     margin: float = 0.01
     max_params: int | None = None
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    tracking: bool = True
 
     def __post_init__(self) -> None:
+        if self.tracking:
+            tracking_uri(self.tracking_uri)  # malformed: the user's error, before anything runs
         if self.trials < 1:
             raise LorasearchError(f"--trials must be >= 1, got {self.trials}")
         if self.timeout_s is not None and self.timeout_s <= 0:
@@ -102,17 +109,15 @@ class SearchProgress:
 
     def trial_ended(self, trial: FrozenTrial, hypervolume: float, best: float | None) -> None: ...
 
+    def warning(self, message: str) -> None:
+        print(f"lorasearch: warning: {message}", file=sys.stderr)
+
 
 # --- storage --------------------------------------------------------------------------------------
 
 
 def storage_url(storage: str | None) -> str:
     return storage or DEFAULT_STORAGE
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, for printing and logging."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -190,23 +195,90 @@ def run_search(
     study.sampler = _sampler(config, len(study.trials))
     progress = progress or SearchProgress()
     progress.search_started(study, mask_url(storage_url(config.storage)), config.space)
+    tracker = Tracker(config.tracking_uri, warn=progress.warning) if config.tracking else None
+    if tracker:
+        tracker.start_study(study, *_study_record(study, fixed, config))
     chance = study.user_attrs["chance"]
     full = study.user_attrs["full_params"]
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
         best = max((t.values[0] for t in done if t.state == TrialState.COMPLETE), default=None)
-        progress.trial_ended(trial, hypervolume(done, chance, full), best)
+        volume = hypervolume(done, chance, full)
+        if tracker:
+            tracker.finish_trial(trial)
+            _update_tracking(tracker, study, done, volume)
+        progress.trial_ended(trial, volume, best)
 
-    study.optimize(
-        _objective(study, fixed, config, progress),
-        n_trials=config.trials,
-        timeout=config.timeout_s,
-        catch=(Exception,),
-        callbacks=[after_trial],
-        gc_after_trial=True,
-    )
+    try:
+        study.optimize(
+            _objective(study, fixed, config, progress, tracker),
+            n_trials=config.trials,
+            timeout=config.timeout_s,
+            catch=(Exception,),
+            callbacks=[after_trial],
+            gc_after_trial=True,
+        )
+    except KeyboardInterrupt:  # Optuna has marked the running trial FAIL: close its run too
+        if tracker:
+            tracker.close_abandoned(study)
+            tracker.end_study(interrupted=True)
+        raise
+    if tracker:
+        tracker.end_study()
     return study
+
+
+def _study_record(study: optuna.Study, fixed: Fixed, config: SearchConfig):
+    """The parent run's params (fixed for the study's life) and tags (may change on resume)."""
+    params = {
+        "study": study.study_name,
+        "task": fixed.data.task or "",
+        "data": fixed.data.data or "",
+        "metric": study.user_attrs["metric_name"],
+        "model": fixed.model.model or "all-MiniLM-L6-v2 (bundled)",
+        "targets": ",".join(fixed.model.targets) if fixed.model.targets else "detected",
+        "storage": mask_url(storage_url(config.storage)),
+    }
+    tags = {
+        "space": json.dumps(config.space.describe()),
+        "variants": ",".join(config.space.describe()),
+        "sampler": config.sampler,
+        "seed": str(config.seed),
+        "early_stop": f"margin {config.margin}" if config.early_stop else "off",
+        "max_params": str(config.max_params or ""),
+        "train": json.dumps(asdict(fixed.train)),
+    }
+    return params, tags
+
+
+def _update_tracking(tracker: Tracker, study: optuna.Study, done, volume: float) -> None:
+    front = {t.number for t in _front(study)}
+    runs = {t.number: t.user_attrs[RUN_ATTR] for t in done if RUN_ATTR in t.user_attrs}
+    points = [
+        Point(
+            t.number,
+            t.user_attrs.get("variant", "?"),
+            int(t.values[1]),
+            t.values[0],
+            t.number in front,
+            ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in t.user_attrs.get("knobs", {}).items()
+            ),
+        )  # fmt: skip
+        for t in done
+        if t.state == TrialState.COMPLETE
+    ]
+    metric = study.user_attrs["metric_name"]
+    title = f"study {study.study_name}: dev {metric} vs trainable params ({len(points)} trials)"
+    tracker.update_study(
+        len(done),
+        volume,
+        {n: runs[n] for n in front if n in runs},
+        runs,
+        lambda folder: draw_pareto(points, metric, title, folder),
+    )
 
 
 def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConfig) -> None:
@@ -231,14 +303,23 @@ def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConf
     study.set_user_attr("space", config.space.to_json())
 
 
-def _objective(study: optuna.Study, fixed: Fixed, config: SearchConfig, progress: SearchProgress):
+def _objective(
+    study: optuna.Study,
+    fixed: Fixed,
+    config: SearchConfig,
+    progress: SearchProgress,
+    tracker: Tracker | None,
+):
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         trial.set_user_attr("steps_used", 0)
+        run_id = tracker.start_trial(trial, study.study_name) if tracker else None
         try:
             variant, knobs = config.space.suggest(trial, fixed.train.steps)
             trial.set_user_attr("variant", variant)
             trial.set_user_attr("knobs", knobs)
             progress.trial_started(trial.number, variant, knobs)
+            if tracker:
+                tracker.trial_config(run_id, variant, knobs, asdict(fixed.train))
             spec = Trial(
                 fixed.data, fixed.model, build_adapter(variant, **knobs), copy.copy(fixed.train)
             )
@@ -252,14 +333,28 @@ def _objective(study: optuna.Study, fixed: Fixed, config: SearchConfig, progress
                     trial,
                     f"over budget: {planned:,} trainable params > --max-params {config.max_params:,}",
                 )
-            result = run_trial(
-                spec,
-                on_eval=_early_stopper(study, trial, planned, config)
-                if config.early_stop
-                else None,
-                progress=progress.trial_step,
-            )
+            stopper = _early_stopper(study, trial, planned, config) if config.early_stop else None
+
+            def on_eval(step: int, metric: float) -> str | None:
+                if tracker:
+                    tracker.evaluation(run_id, step, metric)
+                return stopper(step, metric) if stopper else None
+
+            with tempfile.TemporaryDirectory(prefix="lorasearch-") as folder:
+                keep = tracker is not None and run_id is not None and tracker.active
+                result = run_trial(
+                    spec,
+                    on_eval=on_eval,
+                    on_step=tracker.step if tracker else None,
+                    progress=progress.trial_step,
+                    export_dir=Path(folder) if keep else None,
+                )
+                if keep and not result.stopped_early:  # `best` exports this very adapter
+                    tracker.log_adapter(run_id, Path(folder))
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
             raise
         except Exception as exc:
             trial.set_user_attr("fail_reason", _reason(exc))
@@ -296,6 +391,8 @@ def _record(trial: optuna.Trial, result: TrainResult) -> None:
     trial.set_user_attr("dev_metric", result.dev_metric)
     trial.set_user_attr("test_metric", result.test_metric)
     trial.set_user_attr("trainable_params", result.trainable_params)
+    trial.set_user_attr("adapter_params", result.adapter_params)
+    trial.set_user_attr("head_params", result.head_params)
     trial.set_user_attr("stored_params", result.stored_params)
     trial.set_user_attr("steps_per_second", result.steps_per_second)
     trial.set_user_attr("peak_memory_mb", result.peak_memory_mb)

@@ -108,3 +108,11 @@ def shared_data() -> Path:
     if not (root / "sst2" / "train.tsv").is_file():
         pytest.skip(f"real data not found under {root} (set LORASEARCH_DATA)")
     return root
+
+
+@pytest.fixture(autouse=True)
+def tracking_store(tmp_path, monkeypatch) -> str:
+    """Each test's MLflow store lives in its own tmp folder, never in the working directory."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri

@@ -23,3 +23,35 @@ def test_minilm_lora_r8_learns_sst2(shared_data):
     assert result.adapter_params == 6 * 55_296 + 6_144 == 337_920
     assert result.head_params == 770
     assert result.splits["test"]["rows"] == 872 and result.splits["dev"]["rows"] == 1000
+
+
+def test_search_best_export_reproduces_the_recorded_test_metric_with_peft(
+    shared_data, tmp_path, capsys
+):
+    """A small real search; `best --export`; a fresh process scores the export with PEFT alone."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lorasearch.cli import main
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    code = main(
+        ["search", "--task", "sst2", "--data", str(shared_data / "sst2"), "--variants", "lora",
+         "--trials", "2", "--steps", "60", "--eval-samples", "500", "--study", "real",
+         "--storage", storage, "--json"]
+    )  # fmt: skip
+    assert code == 0
+    capsys.readouterr()
+    target = tmp_path / "best"
+    args = ["best", "--study", "real", "--storage", storage, "--export", str(target), "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["test_metric"] > 0.6  # over chance (0.5) after 60 steps
+    scored = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "score_export.py"), str(target),
+         str(shared_data / "sst2" / "test.tsv"), "sentence", "label"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert float(scored.stdout) == pytest.approx(out["test_metric"], abs=1e-9)

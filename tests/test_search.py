@@ -282,3 +282,44 @@ def test_refit_retrains_the_front_and_reproduces_the_search_at_seed_0(
     assert all(r.summary()["dev_std"] >= 0 for r in longer)
     with pytest.raises(LorasearchError, match="--seeds must be >= 1"):
         refit_front(study, seeds=0, steps=None)
+
+
+def test_several_tasks_run_one_study_each_and_end_with_best_per_task(tiny_bert, tmp_path, capsys):
+    from conftest import toy_rows, write_tsv
+
+    root = tmp_path / "tasks"
+    for task, seed in (("sst2", 0), ("cola", 10)):
+        folder = root / task
+        folder.mkdir(parents=True)
+        for split, n, offset in (("train", 300, 0), ("dev", 80, 1), ("test", 80, 2)):
+            write_tsv(folder / f"{split}.tsv", toy_rows(n, seed + offset, labels=("0", "1")))
+    storage = f"sqlite:///{tmp_path / 'multi.db'}"
+    args = ["search", "--task", "sst2", "--task", "cola", "--data", str(root), "--model",
+            str(tiny_bert), "--variants", "lora", "--trials", "2", "--steps", "10",
+            "--batch-size", "16", "--max-length", "24", "--storage", storage, "--study", "m"]  # fmt: skip
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [row["study"] for row in out["tasks"]] == ["m-sst2", "m-cola"]
+    for row, metric in zip(out["tasks"], ("accuracy", "mcc"), strict=True):
+        study = load_study(row["study"], storage)
+        assert row["metric_name"] == metric and len(study.trials) == 2
+        best = max(study.best_trials, key=lambda t: (t.values[0], -t.values[1]))
+        assert row["best"]["trial"] == best.number
+    # Mismatched --data counts are one clear error, before anything runs.
+    bad = [
+        "search",
+        "--task",
+        "sst2",
+        "--task",
+        "cola",
+        "--data",
+        "a",
+        "--data",
+        "b",
+        "--data",
+        "c",
+    ]
+    assert main([*bad, "--trials", "1"]) == 2
+    assert "3 --data" in capsys.readouterr().err
+    assert main(["train", "--task", "sst2", "--task", "cola"]) == 2
+    assert "train takes one --task" in capsys.readouterr().err

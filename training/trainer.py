@@ -110,10 +110,14 @@ def train(
     config: TrainConfig,
     *,
     on_eval: EvalCallback | None = None,
+    on_step: Callable[[int, float], None] | None = None,
     progress: Callable[..., None] | None = None,
     export_dir: Path | None = None,
 ) -> TrainResult:
-    """Train ``adapter`` on ``loaded.model`` and score it; see the module docstring."""
+    """Train ``adapter`` on ``loaded.model`` and score it; see the module docstring.
+
+    ``on_step(step, loss)`` sees each step's loss where it is read (every step on CPU, every
+    10th on accelerators, where reading it would sync the host)."""
     wall_start = time.perf_counter()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -149,7 +153,10 @@ def train(
             batch = _to_device(collate(train_split, indices, pad_id, pad_left), device)
             loss = stepper.step(batch, step)
             if device.type == "cpu" or step % 10 == 0:  # no per-step host sync on accelerators
-                loss_sum, loss_count = loss_sum + finite(loss, step), loss_count + 1
+                value = finite(loss, step)
+                loss_sum, loss_count = loss_sum + value, loss_count + 1
+                if on_step:
+                    on_step(step, value)
             train_time_s += time.perf_counter() - tick
 
             if step % config.eval_interval == 0 or step == config.steps:
@@ -200,7 +207,7 @@ def train(
         splits=task.split_summary(),
     )
     if export_dir is not None:
-        export(adapter, model, result, task, loaded, export_dir)
+        export(adapter, model, result, task, loaded, export_dir, config.max_length)
     return result
 
 
@@ -325,8 +332,9 @@ def export(
     task: TaskData,
     loaded: LoadedModel,
     directory: Path,
+    max_length: int,
 ) -> None:
-    """Write the adapter with the label mapping and the result that produced it."""
+    """Write the adapter with the label mapping, the tokenization length and the result."""
     directory.mkdir(parents=True, exist_ok=True)
     adapter.export(model, directory)
     result.export_dir = str(directory)
@@ -347,6 +355,7 @@ def export(
             "trainable_params": result.trainable_params,
             "stored_params": result.stored_params,
             "target_modules": loaded.target_modules,
+            "max_length": max_length,
         },
     )
 

@@ -90,6 +90,7 @@ def run_trial(
     trial: Trial,
     *,
     on_eval: EvalCallback | None = None,
+    on_step: Callable[[int, float], None] | None = None,
     progress: Callable[..., None] | None = None,
     export_dir: Path | None = None,
 ) -> TrainResult:
@@ -103,6 +104,7 @@ def run_trial(
         tokenized,
         trial.train,
         on_eval=on_eval,
+        on_step=on_step,
         progress=progress,
         export_dir=export_dir,
     )

@@ -1,0 +1,331 @@
+"""MLflow as the record: parent and child runs read back, failures survived, picking, exporting."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from lorasearch.cli import main
+from lorasearch.errors import LorasearchError
+from lorasearch.search.select import choose
+from lorasearch.search.study import Fixed, SearchConfig, run_search, study_report
+from lorasearch.spaces import SearchSpace
+from lorasearch.tracking.runs import PARENT_ATTR, RUN_ATTR
+from lorasearch.training.trainer import TrainConfig
+from lorasearch.training.trial import DataConfig, ModelConfig
+
+HERE = Path(__file__).parent
+STEPS = 20
+
+
+def _fixed(toy_data, tiny_bert):
+    return Fixed(
+        DataConfig(data=str(toy_data), text_column="sentence"),
+        ModelConfig(model=str(tiny_bert)),
+        TrainConfig(steps=STEPS, batch_size=16, max_length=24, eval_every=10),
+    )
+
+
+def _search(fixed, tmp_path, trials, name="t", **config):
+    space = SearchSpace.default(config.pop("variants", ["lora", "vera", "lora_fa"]))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    return run_search(
+        fixed,
+        SearchConfig(trials=trials, space=space, storage=storage, study_name=name, **config),
+    )
+
+
+def _runs(client: MlflowClient, study: optuna.Study):
+    experiment = client.get_experiment_by_name(study.study_name)
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("lorasearch.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("lorasearch.role") == "trial"]
+    return parents, children
+
+
+@pytest.fixture(scope="module")
+def searched(tiny_bert, toy_data, tmp_path_factory):
+    """One small search recorded in its own store (shared by the read-back tests)."""
+    folder = tmp_path_factory.mktemp("tracked")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    study = _search(_fixed(toy_data, tiny_bert), folder, 4, tracking_uri=uri, early_stop=False)
+    return study, MlflowClient(uri), folder, uri
+
+
+def test_parent_and_one_child_per_trial_hold_every_field(searched):
+    study, client, _, _ = searched
+    parents, children = _runs(client, study)
+    assert len(parents) == 1 and len(children) == len(study.trials) == 4
+    parent = parents[0]
+    assert study.user_attrs[PARENT_ATTR] == parent.info.run_id
+    assert parent.data.params["study"] == study.study_name
+    assert parent.data.params["metric"] == "accuracy"
+    assert json.loads(parent.data.tags["space"]).keys() == {"lora", "vera", "lora_fa"}
+    assert parent.data.tags["sampler"] == "tpe"
+    assert parent.info.status == "FINISHED"
+
+    by_run = {r.info.run_id: r for r in children}
+    for trial in study.trials:
+        run = by_run[trial.user_attrs[RUN_ATTR]]
+        data = run.data
+        assert data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert data.tags["state"] == trial.state.name == "COMPLETE"
+        assert run.info.status == "FINISHED"
+        assert data.params["variant"] == trial.user_attrs["variant"]
+        for knob, value in trial.user_attrs["knobs"].items():
+            assert data.params[knob] == (value if isinstance(value, str) else json.dumps(value))
+        assert data.metrics["test_accuracy"] == pytest.approx(trial.user_attrs["test_metric"])
+        assert data.metrics["final_dev_accuracy"] == pytest.approx(trial.values[0])
+        assert data.metrics["trainable_params"] == trial.values[1]
+        assert (
+            data.metrics["adapter_params"] + data.metrics["head_params"]
+            == data.metrics["trainable_params"]
+        )
+        assert data.metrics["stored_params"] == trial.user_attrs["stored_params"]
+        assert data.metrics["steps_used"] == STEPS
+        assert data.metrics["steps_per_second"] > 0 and data.metrics["peak_memory_mb"] > 0
+        assert data.tags["device"] == "cpu"
+        losses = client.get_metric_history(run.info.run_id, "train_loss")
+        assert [m.step for m in sorted(losses, key=lambda m: m.step)] == list(range(1, STEPS + 1))
+        curve = client.get_metric_history(run.info.run_id, "dev_accuracy")
+        recorded = {int(k): v for k, v in trial.user_attrs["curve"].items()}
+        assert {m.step: m.value for m in curve} == pytest.approx(recorded)
+        stored = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "adapter")}
+        assert {"adapter_config.json", "adapter_model.safetensors", "lorasearch.json"} <= stored
+
+
+def test_pareto_tags_hypervolume_curve_and_plots_match_the_study(searched):
+    study, client, _, _ = searched
+    parents, children = _runs(client, study)
+    front = {t.number for t in study.best_trials}
+    for run in children:
+        assert run.data.tags["pareto"] == (
+            "true" if int(run.data.tags["trial"]) in front else "false"
+        )
+    report = study_report(study)
+    history = client.get_metric_history(parents[0].info.run_id, "hypervolume")
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(
+        report["hypervolume_history"]
+    )
+    names = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"pareto.png", "pareto.html"} <= names
+    html = Path(client.download_artifacts(parents[0].info.run_id, "pareto.html"))
+    text = html.read_text()
+    assert '"type":"log"' in text and "Pareto front" in text
+    png = Path(client.download_artifacts(parents[0].info.run_id, "pareto.png")).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resumed_study_nests_new_trials_under_the_same_parent(tiny_bert, toy_data, tmp_path):
+    fixed = _fixed(toy_data, tiny_bert)
+    uri = f"sqlite:///{tmp_path / 'resume.db'}"
+    _search(fixed, tmp_path, 2, tracking_uri=uri)
+    study = _search(fixed, tmp_path, 1, tracking_uri=uri)
+    parents, children = _runs(MlflowClient(uri), study)
+    assert len(parents) == 1 and len(children) == len(study.trials) == 3
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+
+
+def test_mlflow_down_never_costs_a_trial(tiny_bert, toy_data, tmp_path, capsys):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    study = _search(
+        _fixed(toy_data, tiny_bert), tmp_path, 2, tracking_uri=f"http://127.0.0.1:{port}"
+    )
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert all("test_metric" in t.user_attrs for t in study.trials)
+    err = capsys.readouterr().err
+    assert err.count("MLflow tracking at") == 1, err  # said once, not per trial
+
+
+def test_malformed_tracking_uri_is_a_usage_error(tmp_path, capsys):
+    code = main(["search", "--trials", "1", "--tracking-uri", "nonsense", "--data", str(tmp_path)])
+    assert code == 2
+    assert "malformed --tracking-uri" in capsys.readouterr().err
+
+
+# --- picking --------------------------------------------------------------------------------------
+
+
+def _synthetic(points: list[tuple[float, int]]) -> optuna.Study:
+    study = optuna.create_study(directions=["maximize", "minimize"], study_name="syn")
+    study.set_user_attr("metric_name", "accuracy")
+    for metric, params in points:
+        study.add_trial(
+            create_trial(
+                values=[metric, params],
+                params={"x": 0.5},
+                distributions={"x": FloatDistribution(0, 1)},
+            )
+        )
+    return study
+
+
+def test_best_rule_takes_highest_metric_within_budget():
+    study = _synthetic([(0.80, 1_000), (0.86, 10_000), (0.90, 1_000_000), (0.70, 50_000)])
+    assert choose(study).trial.number == 2
+    assert choose(study, max_params=100_000).trial.number == 1
+    assert choose(study, max_params=1_000).trial.number == 0
+    with pytest.raises(LorasearchError, match="below the smallest configuration"):
+        choose(study, max_params=999)
+
+
+def test_knee_rule_finds_where_more_params_stop_paying():
+    # Metric climbs fast to 10k params, then barely moves: the knee is trial 1.
+    study = _synthetic([(0.60, 1_000), (0.88, 10_000), (0.89, 100_000), (0.90, 1_000_000)])
+    choice = choose(study, rule="knee")
+    assert choice.trial.number == 1 and "knee" in choice.why
+    # A straight-line front has no knee: the rule says so and falls back to the best metric.
+    line = _synthetic([(0.6, 1_000), (0.7, 10_000), (0.8, 100_000)])
+    choice = choose(line, rule="knee")
+    assert choice.trial.number == 2 and "no knee" in choice.why
+
+
+def test_best_exports_the_searched_adapter_and_peft_reproduces_its_test_metric(
+    searched, toy_data, tmp_path, capsys
+):
+    study, client, folder, uri = searched
+    storage = f"sqlite:///{folder / 'study.db'}"
+    target = tmp_path / "best"
+    args = ["best", "--study", study.study_name, "--storage", storage, "--tracking-uri", uri]
+    assert main([*args, "--export", str(target), "--register", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    chosen = study.trials[out["trial"]]
+    assert out["variant"] == chosen.user_attrs["variant"]
+    assert out["dev_metric"] == max(t.values[0] for t in study.best_trials)
+    assert out["export_source"].startswith("the search's trained adapter")
+    assert {"README.md", "lorasearch.json", "adapter_config.json"} <= {
+        p.name for p in target.iterdir()
+    }
+    card = (target / "README.md").read_text()
+    assert f"trial {out['trial']}" in card and "PeftModel.from_pretrained" in card
+    scored = subprocess.run(
+        [sys.executable, str(HERE / "score_export.py"), str(target),
+         str(toy_data / "test.tsv"), "sentence", "label"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert float(scored.stdout) == pytest.approx(out["test_metric"], abs=1e-9)
+
+    version = client.get_model_version_by_alias(out["registered_model"], "best")
+    assert version.run_id == chosen.user_attrs[RUN_ATTR]
+    assert str(version.version) == out["registered_version"]
+
+    # A second export into the same folder needs --force; nothing there is touched without it.
+    before = (target / "lorasearch.json").read_bytes()
+    assert main([*args, "--export", str(target)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (target / "lorasearch.json").read_bytes() == before
+
+
+def test_best_without_stored_adapter_retrains_the_same_result(
+    tiny_bert, toy_data, tmp_path, capsys
+):
+    study = _search(_fixed(toy_data, tiny_bert), tmp_path, 2, tracking=False, variants=["lora"])
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    target = tmp_path / "retrained"
+    code = main(
+        [
+            "best",
+            "--study",
+            study.study_name,
+            "--storage",
+            storage,
+            "--export",
+            str(target),
+            "--json",
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["export_source"].startswith("retrained")
+    assert out["test_metric_retrained"] == pytest.approx(out["test_metric"])
+
+
+def test_best_on_a_study_with_no_finished_trial_is_a_usage_error(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 'empty.db'}"
+    study = optuna.create_study(
+        study_name="empty", storage=storage, directions=["maximize", "minimize"]
+    )
+    study.set_user_attr("fixed", "{}")
+    assert main(["best", "--study", "empty", "--storage", storage]) == 2
+    assert "no finished trial" in capsys.readouterr().err
+
+
+# --- the UI ---------------------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+def test_ui_lists_the_runs_in_a_real_browser(searched, tmp_path):
+    study, client, folder, _ = searched
+    experiment = client.get_experiment_by_name(study.study_name)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lorasearch.cli", "ui", "--port", str(port)],
+        cwd=folder, env=os.environ | {"MLFLOW_TRACKING_URI": ""},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the MLflow UI did not come up: " + server.stderr.read1().decode())
+        runs_page = _render(f"{base}/#/experiments/{experiment.experiment_id}/runs", tmp_path)
+        children = [r.info.run_id for r in _runs(client, study)[1]]
+        compare_page = _render(
+            f"{base}/#/compare-runs?runs={urllib.parse.quote(json.dumps(children))}"
+            f"&experiments={urllib.parse.quote(json.dumps([experiment.experiment_id]))}",
+            tmp_path,
+        )
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    # The runs table: the study's parent run, and every run counted (children fold under it).
+    assert study.study_name in runs_page
+    assert f"{len(study.trials) + 1} matching runs" in _text(runs_page)
+    # The compare view of the trial runs: each by name, with its test metric.
+    text = _text(compare_page)
+    for trial in study.trials:
+        assert f"trial-{trial.number}" in text
+    assert "test_accuracy" in text and "trainable_params" in text
+
+
+def _render(url: str, tmp_path: Path) -> str:
+    """The DOM of ``url`` after its scripts ran, from headless Chromium."""
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}",
+         "--virtual-time-budget=20000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+
+
+def _text(html: str) -> str:
+    html = re.sub(r"<style.*?</style>|<script.*?</script>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))

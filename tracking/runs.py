@@ -1,0 +1,426 @@
+"""MLflow runs for a study: one parent per study, one nested child per trial.
+
+Every MLflow call of the project goes through :class:`Tracker`. Tracking is a record, never a
+dependency: when MLflow fails (server down, disk full) the error is said once, tracking switches
+off for the rest of the process, and training and the Optuna study go on untouched.
+
+The parent run's id is kept on the Optuna study (user attr ``mlflow_parent_run_id``), so trials
+from any worker on any machine nest under the same parent. Two workers starting at once may both
+create a parent; each then keeps the oldest and deletes its own, so they converge on one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lorasearch.errors import LorasearchError, mask_url
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks")
+PARENT_ATTR = "mlflow_parent_run_id"
+RUN_ATTR = "mlflow_run_id"
+ADAPTER_PATH = "adapter"
+_MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch
+
+
+def tracking_uri(uri: str | None) -> str:
+    """The tracking URI in force: ``uri``, else $MLFLOW_TRACKING_URI, else ``mlflow.db`` here.
+
+    A malformed URI is the user's error (exit 2), not a tracking failure."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if scheme not in SCHEMES:
+        raise LorasearchError(
+            f"malformed --tracking-uri '{mask_url(uri)}' "
+            "(expected e.g. sqlite:///mlflow.db, http://127.0.0.1:5000 or postgresql://...)"
+        )
+    if scheme == "sqlite" and not uri.startswith("sqlite:///"):
+        raise LorasearchError(f"malformed --tracking-uri '{mask_url(uri)}' (use sqlite:///path.db)")
+    return uri
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts beside a local SQLite store (``mlartifacts/`` next to the file); else the
+    server's default."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+def serve_command(uri: str | None, host: str, port: int) -> list[str]:
+    """The ``mlflow ui`` command line serving a local store (SQLite or file)."""
+    import sys
+
+    uri = tracking_uri(uri)
+    if uri.split(":", 1)[0] in ("http", "https", "databricks"):
+        raise LorasearchError(f"{mask_url(uri)} is a server already: open it in a browser")
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+        raise LorasearchError(f"no MLflow store at {uri} (run a search here first)")
+    if not 0 < port < 65536:
+        raise LorasearchError(f"--port must be in 1..65535, got {port}")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    root = artifact_root(uri)
+    if root:
+        command += ["--default-artifact-root", root]
+    return command + ["--host", host, "--port", str(port)]
+
+
+class Tracker:
+    """Records a study in MLflow; every public method is safe to call when tracking is off."""
+
+    def __init__(self, uri: str | None = None, warn: Callable[[str], None] | None = None):
+        self.uri = tracking_uri(uri)
+        self.warn = warn or (lambda message: None)
+        self.failed: str | None = None  # the first MLflow error, once said
+        self._client = None
+        self.experiment_id: str | None = None
+        self.parent_id: str | None = None
+        self.metric_name = "metric"
+        self._buffer: list = []
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    @property
+    def client(self):
+        if self._client is None:
+            # An http server that is down must fail fast, not retry for minutes per call.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        return self._client
+
+    @property
+    def active(self) -> bool:
+        return self.failed is None and self.parent_id is not None
+
+    def _guard(self, what: str, call: Callable[[], Any]) -> Any:
+        """Run one MLflow operation; the first failure is said once and turns tracking off."""
+        if self.failed is not None:
+            return None
+        try:
+            return call()
+        except Exception as exc:  # any MLflow/HTTP/DB error: tracking is not worth a trial
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            self.failed = f"{what}: {mask_url(first)}"
+            self.warn(
+                f"MLflow tracking at {mask_url(self.uri)} failed ({self.failed}); "
+                "training goes on, the Optuna study keeps the full record"
+            )
+            return None
+
+    # --- the study (parent run) -------------------------------------------------------------------
+
+    def start_study(self, study, params: dict[str, Any], tags: dict[str, str]) -> None:
+        """Find or create the study's experiment and parent run; close runs left RUNNING."""
+        self.metric_name = study.user_attrs.get("metric_name", "metric")
+        self._guard("opening the experiment", lambda: self._open_experiment(study.study_name))
+        self._guard("opening the study's run", lambda: self._open_parent(study, params, tags))
+        self._guard("closing abandoned runs", lambda: self.close_abandoned(study))
+
+    def _open_experiment(self, name: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                root = artifact_root(self.uri)
+                self.experiment_id = self.client.create_experiment(
+                    name,
+                    artifact_location=f"{root}/{name}" if root else None,
+                    # MLflow 3's UI then opens the training-runs view, not the GenAI one.
+                    tags={"mlflow.experimentKind": "custom_model_development"},
+                )
+                return
+            except MlflowException:  # another worker created it first
+                experiment = self.client.get_experiment_by_name(name)
+        if experiment.lifecycle_stage == "deleted":
+            self.client.restore_experiment(experiment.experiment_id)
+        self.experiment_id = experiment.experiment_id
+
+    def _open_parent(self, study, params: dict[str, Any], tags: dict[str, str]) -> None:
+        from mlflow.entities import Param, RunTag
+
+        known = study.user_attrs.get(PARENT_ATTR)
+        if known and self._run_exists(known):
+            self.parent_id = known
+        else:
+            mine = self.client.create_run(
+                self.experiment_id,
+                run_name=study.study_name,
+                tags={"lorasearch.role": "study", "lorasearch.study": study.study_name},
+            ).info.run_id
+            parents = self.client.search_runs(
+                [self.experiment_id],
+                filter_string="tags.`lorasearch.role` = 'study' and "
+                f"tags.`lorasearch.study` = '{study.study_name}'",
+                order_by=["attributes.start_time ASC"],
+            )
+            oldest = min(parents, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
+            if oldest != mine:
+                self.client.delete_run(mine)
+            self.parent_id = oldest
+            study.set_user_attr(PARENT_ATTR, oldest)
+        self.client.update_run(self.parent_id, status="RUNNING")  # a resumed study runs again
+        existing = self.client.get_run(self.parent_id).data.params
+        new = {k: _text(v) for k, v in params.items() if k not in existing}
+        self.client.log_batch(
+            self.parent_id,
+            params=[Param(k, v) for k, v in new.items()],
+            tags=[RunTag(k, _text(v)) for k, v in tags.items()],
+        )
+
+    def _run_exists(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return run.info.lifecycle_stage == "active" and run.info.experiment_id == self.experiment_id
+
+    def close_abandoned(self, study) -> None:
+        """Runs still RUNNING whose trial Optuna has already ended (a killed worker's) are
+        closed with the trial's state, so nothing is left RUNNING forever."""
+        if self.parent_id is None:
+            return
+        ended = {
+            t.user_attrs.get(RUN_ATTR): t
+            for t in study.get_trials(deepcopy=False)
+            if t.state.is_finished() and t.user_attrs.get(RUN_ATTR)
+        }
+        running = self.client.search_runs(
+            [self.experiment_id], filter_string="attributes.status = 'RUNNING'"
+        )
+        for run in running:
+            if run.info.run_id in ended:
+                self.finish_trial(ended[run.info.run_id])
+
+    def end_study(self, interrupted: bool = False) -> None:
+        """This worker is done: the parent is FINISHED (KILLED on Ctrl-C) until resumed."""
+        if self.active:
+            self._guard(
+                "closing the study's run",
+                lambda: self.client.set_terminated(
+                    self.parent_id, "KILLED" if interrupted else "FINISHED"
+                ),
+            )
+
+    # --- a trial (child run) ----------------------------------------------------------------------
+
+    def start_trial(self, trial, study_name: str) -> str | None:
+        """A child run for an Optuna trial; its id is kept on the trial."""
+        if not self.active:
+            return None
+        run = self._guard(
+            "starting a trial run",
+            lambda: self.client.create_run(
+                self.experiment_id,
+                run_name=f"trial-{trial.number}",
+                tags={
+                    "mlflow.parentRunId": self.parent_id,
+                    "lorasearch.role": "trial",
+                    "lorasearch.study": study_name,
+                    "trial": str(trial.number),
+                    "state": "RUNNING",
+                    "pareto": "false",
+                },
+            ),
+        )
+        if run is None:
+            return None
+        trial.set_user_attr(RUN_ATTR, run.info.run_id)
+        self._buffer = []
+        return run.info.run_id
+
+    def trial_config(self, run_id: str | None, variant: str, knobs: dict, settings: dict) -> None:
+        """The configuration: variant and knobs as params, the fixed settings beside them."""
+        if run_id is None:
+            return
+        from mlflow.entities import Param, RunTag
+
+        params = {"variant": variant} | knobs | {f"train.{k}": v for k, v in settings.items()}
+        self._guard(
+            "logging a trial's configuration",
+            lambda: self.client.log_batch(
+                run_id,
+                params=[Param(k, _text(v)) for k, v in params.items()],
+                tags=[RunTag("variant", variant)],
+            ),
+        )
+
+    def step(self, step: int, loss: float) -> None:
+        """Train loss at ``step`` (buffered; written at the next evaluation)."""
+        from mlflow.entities import Metric
+
+        self._buffer.append(Metric("train_loss", loss, _now(), step))
+
+    def evaluation(self, run_id: str | None, step: int, dev: float) -> None:
+        """Dev metric at ``step``; flushes the buffered losses so the UI's curves are live."""
+        from mlflow.entities import Metric
+
+        self._buffer.append(Metric(f"dev_{self.metric_name}", dev, _now(), step))
+        self._flush(run_id)
+
+    def _flush(self, run_id: str | None) -> None:
+        metrics, self._buffer = self._buffer, []
+        if run_id is None or not metrics:
+            return
+        for start in range(0, len(metrics), _MAX_BATCH):
+            chunk = metrics[start : start + _MAX_BATCH]
+            self._guard("logging metrics", lambda c=chunk: self.client.log_batch(run_id, metrics=c))
+
+    def log_adapter(self, run_id: str | None, directory: Path) -> None:
+        """The trained adapter's export, as the run's ``adapter/`` artifacts."""
+        if run_id is not None:
+            self._guard(
+                "storing the adapter",
+                lambda: self.client.log_artifacts(run_id, str(directory), ADAPTER_PATH),
+            )
+
+    def finish_trial(self, trial) -> None:
+        """Final numbers, state and reason of an ended trial; the run is closed."""
+        from mlflow.entities import Metric, RunTag
+
+        run_id = trial.user_attrs.get(RUN_ATTR)
+        if run_id is None or self.failed is not None:
+            return
+        self._flush(run_id)
+        attrs, now = trial.user_attrs, _now()
+        final = {
+            f"final_dev_{self.metric_name}": attrs.get("dev_metric"),
+            f"test_{self.metric_name}": attrs.get("test_metric"),
+            "trainable_params": attrs.get("trainable_params", attrs.get("planned_params")),
+            "adapter_params": attrs.get("adapter_params"),
+            "head_params": attrs.get("head_params"),
+            "stored_params": attrs.get("stored_params"),
+            "steps_used": attrs.get("steps_used"),
+            "steps_per_second": attrs.get("steps_per_second"),
+            "peak_memory_mb": attrs.get("peak_memory_mb"),
+        }
+        metrics = [
+            Metric(k, float(v), now, 0)
+            for k, v in final.items()
+            if v is not None and math.isfinite(float(v))
+        ]
+        state = trial.state.name
+        reason = attrs.get("prune_reason") or attrs.get("fail_reason") or ""
+        tags = [RunTag("state", state), RunTag("device", str(attrs.get("device", "")))]
+        if reason:
+            tags.append(RunTag("reason", reason[:4000]))
+        status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
+
+        def write() -> None:
+            self.client.log_batch(run_id, metrics=metrics, tags=tags)
+            self.client.set_terminated(run_id, status)
+
+        self._guard("closing a trial run", write)
+
+    # --- the study's view (parent run) ------------------------------------------------------------
+
+    def update_study(
+        self,
+        finished: int,
+        hypervolume: float,
+        front_runs: dict[int, str],
+        all_runs: dict[int, str],
+        plots: Callable[[Path], None],
+    ) -> None:
+        """After a trial: hypervolume point, ``pareto`` tags kept current, plots re-drawn."""
+        if not self.active:
+            return
+        from mlflow.entities import Metric, RunTag
+
+        def write() -> None:
+            # The front as the parent last recorded it, by whichever worker: tag only the change.
+            recorded = self.client.get_run(self.parent_id).data.tags.get("pareto_trials")
+            changed = (
+                set(all_runs) if recorded is None else set(json.loads(recorded)) ^ set(front_runs)
+            )
+            for number in changed:
+                if number in all_runs:
+                    self.client.set_tag(
+                        all_runs[number], "pareto", "true" if number in front_runs else "false"
+                    )
+            self.client.log_batch(
+                self.parent_id,
+                metrics=[Metric("hypervolume", hypervolume, _now(), finished)],
+                tags=[RunTag("pareto_trials", json.dumps(sorted(front_runs)))],
+            )
+
+        self._guard("updating the study's run", write)
+        self._guard("drawing the Pareto plot", lambda: self._log_plots(plots))
+
+    def _log_plots(self, plots: Callable[[Path], None]) -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            plots(Path(folder))
+            self.client.log_artifacts(self.parent_id, folder)
+
+    # --- picking ----------------------------------------------------------------------------------
+
+    def download_adapter(self, run_id: str, destination: Path) -> bool:
+        """Copy a trial's stored adapter into ``destination``; False when there is none."""
+        import shutil
+        import tempfile
+
+        from mlflow.exceptions import MlflowException
+
+        try:
+            names = {Path(f.path).name for f in self.client.list_artifacts(run_id, ADAPTER_PATH)}
+            if not names:
+                return False
+            with tempfile.TemporaryDirectory() as folder:
+                local = Path(self.client.download_artifacts(run_id, ADAPTER_PATH, folder))
+                destination.mkdir(parents=True, exist_ok=True)
+                for item in local.iterdir():
+                    target = destination / item.name
+                    if item.is_dir():
+                        shutil.copytree(item, target, dirs_exist_ok=True)
+                    else:
+                        shutil.copy2(item, target)
+            return True
+        except (MlflowException, OSError):
+            return False
+
+    def register(self, run_id: str, name: str, directory: Path, description: str) -> str:
+        """Register the exported adapter (stored on the run if it isn't yet) with alias ``best``;
+        returns the model version. Registration is what the user asked for, so errors raise."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if not self.client.list_artifacts(run_id, ADAPTER_PATH):
+                self.client.log_artifacts(run_id, str(directory), ADAPTER_PATH)
+            try:
+                self.client.create_registered_model(name, description=description)
+            except MlflowException as exc:
+                if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                    raise
+            source = f"{self.client.get_run(run_id).info.artifact_uri}/{ADAPTER_PATH}"
+            version = self.client.create_model_version(
+                name, source, run_id=run_id, description=description
+            )
+            self.client.set_registered_model_alias(name, "best", version.version)
+            return str(version.version)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise LorasearchError(
+                f"cannot register in the MLflow Model Registry at {mask_url(self.uri)}: {mask_url(first)}"
+            ) from None
+
+
+def _text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:6000]  # MLflow's param value limit
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
