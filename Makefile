@@ -4,7 +4,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 export LORASEARCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install test test-fast demo bench lint format
+.PHONY: install test test-fast demo bench lint format services
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || { echo "torch is not installed: run 'pip install torch==2.13.0' first (see README)"; exit 1; }
@@ -12,6 +12,11 @@ install:
 
 test: install
 	$(PYTHON) -m pytest -q
+
+# What the service tests need (CI runs it): Debian's chromium for the UI browser test, and a local
+# PostgreSQL on 127.0.0.1 for the many-workers test. Idempotent; needs root (apt, su postgres).
+services:
+	bash tests/services.sh
 
 test-fast: install
 	$(PYTHON) -m pytest -q -m "not real"

@@ -164,7 +164,21 @@ def variants(as_json):
 
 @cli.command()
 @_task_options
-@click.option("--trials", type=int, required=True, help="Trials to add to the study.")
+@click.option("--trials", type=int, help="Trials to add to the study.")
+@click.option(
+    "--total-trials",
+    type=int,
+    help="Instead of --trials: run until the study holds N ended trials (re-running completes "
+    "it; workers sharing the study split the N).",
+)
+@click.option(
+    "--heartbeat",
+    "heartbeat_s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds between a worker's heartbeats; a trial silent for two is failed and retried.",
+)
 @click.option("--timeout", "timeout_s", type=float, help="Stop starting trials after S seconds.")
 @click.option("--storage", help="Optuna storage URL [default: sqlite:///lorasearch.db].")
 @click.option("--study", "study_name", help="Study name; re-running with it resumes.")
@@ -180,17 +194,18 @@ def variants(as_json):
 )
 @click.option("--no-tracking", is_flag=True, help="Record in the Optuna study only, not MLflow.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def search(trials, timeout_s, storage, study_name, sampler, variants, space_file, max_params,
-           early_stop, early_stop_margin, tracking_uri, no_tracking, as_json,
-           **options):  # fmt: skip
+def search(trials, total_trials, heartbeat_s, timeout_s, storage, study_name, sampler, variants,
+           space_file, max_params, early_stop, early_stop_margin, tracking_uri, no_tracking,
+           as_json, **options):  # fmt: skip
     """Search variant × hyperparameters: maximise the dev metric, minimise trainable params."""
     from lorasearch.search.study import Fixed, SearchConfig, run_search
     from lorasearch.spaces import SearchSpace, load_space_file
 
+    trials, total = _trial_count(trials, total_trials)
     chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
     space = load_space_file(space_file, chosen) if space_file else SearchSpace.default(chosen)
     config = SearchConfig(
-        trials=trials, space=space, timeout_s=timeout_s, storage=storage, study_name=study_name,
+        trials=trials, total=total, heartbeat_s=heartbeat_s, space=space, timeout_s=timeout_s, storage=storage, study_name=study_name,
         sampler=sampler, seed=options["seed"], early_stop=early_stop, margin=early_stop_margin,
         max_params=max_params, tracking_uri=tracking_uri, tracking=not no_tracking,
     )  # fmt: skip
@@ -208,6 +223,46 @@ def search(trials, timeout_s, storage, study_name, sampler, variants, space_file
         with SearchBar(trials, fixed.train.steps) as bar:
             studies.append(run_search(fixed, dataclasses.replace(config, study_name=name), bar))
     _best_per_task(studies, max_params, as_json)
+
+
+def _trial_count(trials: int | None, total_trials: int | None) -> tuple[int, bool]:
+    if (trials is None) == (total_trials is None):
+        raise LorasearchError("give --trials N (trials to add) or --total-trials N (a target)")
+    return (trials, False) if trials is not None else (total_trials, True)
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="The study to join.")
+@click.option("--storage", required=True, help="Its Optuna storage URL (e.g. postgresql://...).")
+@click.option("--trials", type=int, help="Trials to add.")
+@click.option("--total-trials", type=int, help="Run until the study holds N ended trials.")
+@click.option("--heartbeat", "heartbeat_s", type=float, default=30.0, show_default=True)
+@click.option("--timeout", "timeout_s", type=float, help="Stop starting trials after S seconds.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--tracking-uri",
+    help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here].",
+)
+@click.option("--no-tracking", is_flag=True, help="Record in the Optuna study only, not MLflow.")
+def worker(study_name, storage, trials, total_trials, heartbeat_s, timeout_s, device,
+           tracking_uri, no_tracking):  # fmt: skip
+    """Join an existing study and run its trials: task, model, space and sampler come from it."""
+    from lorasearch.search.study import Fixed, SearchConfig, load_study, run_search
+    from lorasearch.spaces import SearchSpace
+
+    trials, total = _trial_count(trials, total_trials)
+    study = load_study(study_name, storage)
+    fixed = Fixed.from_json(study.user_attrs["fixed"])
+    fixed.train = dataclasses.replace(fixed.train, device=device)
+    search = json.loads(study.user_attrs.get("search", "{}"))
+    config = SearchConfig(
+        trials=trials, total=total, heartbeat_s=heartbeat_s, timeout_s=timeout_s,
+        space=SearchSpace.from_json(study.user_attrs["space"]), storage=storage,
+        study_name=study_name, tracking_uri=tracking_uri, tracking=not no_tracking, **search,
+    )  # fmt: skip
+    with SearchBar(trials, fixed.train.steps) as bar:
+        study = run_search(fixed, config, bar)
+    _report(study, False)
 
 
 def _one_task(options: dict, command: str) -> dict:

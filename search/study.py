@@ -12,8 +12,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import socket
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,8 +63,12 @@ class SearchConfig:
     max_params: int | None = None
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     tracking: bool = True
+    total: bool = False  # trials = the study's target of ended trials, not how many to add
+    heartbeat_s: float = 30.0  # a silent worker's trial is failed after 2 heartbeats (and retried)
 
     def __post_init__(self) -> None:
+        if self.heartbeat_s <= 0:
+            raise LorasearchError(f"--heartbeat must be > 0 seconds, got {self.heartbeat_s}")
         if self.tracking:
             tracking_uri(self.tracking_uri)  # malformed: the user's error, before anything runs
         if self.trials < 1:
@@ -120,16 +127,51 @@ def storage_url(storage: str | None) -> str:
     return storage or DEFAULT_STORAGE
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+# Optuna 4.9 renamed the stale-trial retry; older releases (>= 4.0) have the first name only.
+if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):
+    _RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback
+    _RETRY_ARG = "heartbeat_stale_trial_callback"
+else:  # pragma: no cover - older Optuna
+    _RETRY = optuna.storages.RetryFailedTrialCallback
+    _RETRY_ARG = "failed_trial_callback"
+
+
+def retried_trial_number(trial: FrozenTrial) -> int | None:
+    """The number of the trial this one retries (after its worker died), else None."""
+    return _RETRY.retried_trial_number(trial)
+
+
+def open_storage(url: str, heartbeat_s: float | None = None) -> optuna.storages.BaseStorage:
+    """Optuna's relational storage; with ``heartbeat_s``, a trial whose worker stops beating for
+    two intervals is failed by the next worker, and its configuration retried once."""
     if "://" not in url:
         raise LorasearchError(
             f"malformed --storage '{mask_url(url)}' (expected e.g. sqlite:///file.db)"
         )
-    try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as exc:  # sqlalchemy raises many types; the URL is what the user can fix
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LorasearchError(f"cannot open storage {mask_url(url)}: {mask_url(first)}") from None
+    beat = {}
+    if heartbeat_s is not None:
+        beat = {
+            "heartbeat_interval": max(1, round(heartbeat_s)),
+            "grace_period": max(2, round(2 * heartbeat_s)),
+            _RETRY_ARG: _RETRY(max_retry=1),
+        }
+    for attempt in range(6):  # two workers creating the tables at once: the loser retries
+        try:
+            return optuna.storages.RDBStorage(url, **beat)
+        except Exception as exc:  # sqlalchemy raises many types; the URL is what one can fix
+            if attempt < 5 and not _unreachable(exc):
+                time.sleep(0.5 + attempt)
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LorasearchError(
+                f"cannot open storage {mask_url(url)}: {mask_url(first)}"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+def _unreachable(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(s in text for s in ("connection refused", "could not connect", "no such", "driver"))
 
 
 def default_study_name(fixed: Fixed) -> str:
@@ -139,8 +181,11 @@ def default_study_name(fixed: Fixed) -> str:
 
 
 def load_study(name: str, storage: str | None) -> optuna.Study:
-    """An existing study (for ``pareto``, ``refit``, ``best``)."""
-    backend = open_storage(storage_url(storage))
+    """An existing study (for ``pareto``, ``refit``, ``best``); never creates a storage."""
+    url = storage_url(storage)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        raise LorasearchError(f"no study '{name}': no storage file {url[len('sqlite:///') :]}")
+    backend = open_storage(url)
     names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
     if name not in names:
         known = ", ".join(names) or "none"
@@ -183,8 +228,11 @@ def run_search(
     """Add ``config.trials`` trials to the study (created or resumed) and return it."""
     config.space.validate(fixed.train.steps)
     task = load_data(fixed.data)  # bad data fails here, before any study is written
+    load_inputs(fixed.data, fixed.model)  # and a bad model (both are cached for the trials)
+    if config.max_params is not None:
+        _check_budget(fixed, config)
     name = config.study_name or default_study_name(fixed)
-    backend = open_storage(storage_url(config.storage))
+    backend = open_storage(storage_url(config.storage), config.heartbeat_s)
     study = optuna.create_study(
         study_name=name,
         storage=backend,
@@ -210,23 +258,83 @@ def run_search(
             _update_tracking(tracker, study, done, volume)
         progress.trial_ended(trial, volume, best)
 
+    objective = _objective(study, fixed, config, progress, tracker)
     try:
-        study.optimize(
-            _objective(study, fixed, config, progress, tracker),
-            n_trials=config.trials,
-            timeout=config.timeout_s,
-            catch=(Exception,),
-            callbacks=[after_trial],
-            gc_after_trial=True,
-        )
+        if config.total:
+            _optimize_to_total(study, objective, config, after_trial, tracker)
+        else:
+            study.optimize(
+                objective,
+                n_trials=config.trials,
+                timeout=config.timeout_s,
+                catch=(Exception,),
+                callbacks=[after_trial],
+                gc_after_trial=True,
+            )
     except KeyboardInterrupt:  # Optuna has marked the running trial FAIL: close its run too
         if tracker:
             tracker.close_abandoned(study)
             tracker.end_study(interrupted=True)
         raise
     if tracker:
+        tracker.close_abandoned(study)
         tracker.end_study()
     return study
+
+
+def _check_budget(fixed: Fixed, config: SearchConfig) -> None:
+    """A budget no configuration of the space fits is the user's error, said before any trial."""
+    sizes = {}
+    for variant in config.space.variants:
+        knobs = config.space.smallest(variant, fixed.train.steps)
+        spec = Trial(fixed.data, fixed.model, build_adapter(variant, **knobs), fixed.train)
+        sizes[variant] = planned_counts(spec).trainable
+    variant = min(sizes, key=sizes.get)
+    if sizes[variant] > config.max_params:
+        raise LorasearchError(
+            f"--max-params {config.max_params:,} is below the smallest configuration in the "
+            f"space ({variant} at its lowest knobs: {sizes[variant]:,} trainable params)"
+        )
+
+
+ENDED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _optimize_to_total(study, objective, config: SearchConfig, after_trial, tracker) -> None:
+    """Run trials until the study holds ``config.trials`` ended (COMPLETE or PRUNED) trials.
+
+    Re-running the same command after a crash completes the count; several workers with the same
+    target share it. Trials still RUNNING elsewhere count as in progress until they end or their
+    worker's heartbeat lapses (then they are failed, retried once, and no longer count).
+    """
+    started, failed = time.monotonic(), []
+
+    def counted(study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL:
+            failed.append(trial.number)
+        after_trial(study, trial)
+
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        if tracker:
+            tracker.close_abandoned(study)
+        trials = study.get_trials(deepcopy=False)
+        ended = sum(t.state in ENDED for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if ended >= config.trials:
+            return
+        if config.timeout_s is not None and time.monotonic() - started > config.timeout_s:
+            return
+        if len(failed) > max(3, config.trials):  # a broken setup must not loop forever
+            raise LorasearchError(
+                f"{len(failed)} trials failed in this run; stopping (see `lorasearch pareto`)"
+            )
+        if ended + running >= config.trials:  # the rest is running elsewhere: wait for it
+            time.sleep(min(2.0, config.heartbeat_s))
+            continue
+        study.optimize(
+            objective, n_trials=1, catch=(Exception,), callbacks=[counted], gc_after_trial=True
+        )
 
 
 def _study_record(study: optuna.Study, fixed: Fixed, config: SearchConfig):
@@ -293,14 +401,23 @@ def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConf
             )
     else:
         study.set_metric_names([task.spec.metric, "trainable_params"])
-        study.set_user_attr("fixed", fixed.to_json())
         study.set_user_attr("metric_name", task.spec.metric)
         study.set_user_attr(
             "chance", chance_level(task.spec.metric, task.dev.labels, task.num_labels)
         )
         _, loaded = load_inputs(fixed.data, fixed.model)
         study.set_user_attr("full_params", sum(p.numel() for p in loaded.model.parameters()))
+        study.set_user_attr("fixed", fixed.to_json())  # last: a worker seeing it sees the rest
     study.set_user_attr("space", config.space.to_json())
+    study.set_user_attr(
+        "search",
+        json.dumps(
+            {
+                "sampler": config.sampler, "seed": config.seed, "early_stop": config.early_stop,
+                "margin": config.margin, "max_params": config.max_params,
+            }
+        ),
+    )  # fmt: skip
 
 
 def _objective(
@@ -312,6 +429,7 @@ def _objective(
 ):
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         trial.set_user_attr("steps_used", 0)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         run_id = tracker.start_trial(trial, study.study_name) if tracker else None
         try:
             variant, knobs = config.space.suggest(trial, fixed.train.steps)
@@ -441,7 +559,7 @@ def study_report(study: optuna.Study) -> dict[str, Any]:
                 "params": t.user_attrs.get("knobs", {}),
                 "values": list(t.values) if t.values else None,
                 "steps_used": t.user_attrs.get("steps_used", 0),
-                "reason": t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason"),
+                "reason": _trial_note(t),
                 "test_metric": t.user_attrs.get("test_metric"),
                 "pareto": t.number in front,
             }
@@ -457,6 +575,16 @@ def study_report(study: optuna.Study) -> dict[str, Any]:
         "reference_point": {"metric": chance, "log10_params": math.log10(full)},
         "steps_used": sum(r["steps_used"] for r in rows),
     }
+
+
+def _trial_note(t: FrozenTrial) -> str | None:
+    reason = t.user_attrs.get("prune_reason") or t.user_attrs.get("fail_reason")
+    if t.state == TrialState.FAIL and not reason:
+        reason = "its worker stopped without ending it (killed, or its heartbeat lapsed)"
+    retried = retried_trial_number(t)
+    if retried is not None:
+        reason = f"retry of trial {retried}" + (f"; {reason}" if reason else "")
+    return reason
 
 
 def _front(study: optuna.Study) -> list[FrozenTrial]:

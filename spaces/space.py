@@ -107,6 +107,16 @@ class SearchSpace:
         }
         return variant, to_adapter_knobs(variant, drawn, total_steps)
 
+    def smallest(self, variant: str, total_steps: int) -> dict[str, Any]:
+        """The variant's knobs at the low end of every range: its fewest parameters."""
+        drawn = {
+            name: knob.fixed
+            if knob.fixed is not None
+            else (int(knob.low) if knob.integer else knob.low)
+            for name, knob in self.knobs[variant].items()
+        }
+        return to_adapter_knobs(variant, drawn, total_steps)
+
     def describe(self) -> dict[str, dict[str, str]]:
         return {v: {k: knob.describe() for k, knob in ks.items()} for v, ks in self.knobs.items()}
 

@@ -109,16 +109,27 @@ def test_lora_drop_up_front_count_is_its_upper_bound(toy_data, tiny_bert):
 
 
 def test_budget_rejects_without_training(toy_data, tiny_bert, tmp_path, monkeypatch):
+    fixed = _fixed(toy_data, tiny_bert)
+    smallest = planned_counts(
+        Trial(fixed.data, fixed.model, build_adapter("lora", rank=2), fixed.train)
+    ).trainable
     trained = []
     monkeypatch.setattr(
         study_module, "run_trial", lambda spec, **kw: trained.append(spec) or run_trial(spec, **kw)
     )
-    study = _search(_fixed(toy_data, tiny_bert), tmp_path, 6, variants=["lora"], max_params=1_000)
-    report = study_report(study)
-    assert all(t["state"] == "PRUNED" and "over budget" in t["reason"] for t in report["trials"])
-    assert all(t["steps_used"] == 0 for t in report["trials"]) and trained == []
-    for trial in study.trials:  # the sampler sees the violation as a constraint
-        assert trial.user_attrs["over_budget"] == trial.user_attrs["planned_params"] - 1_000 > 0
+    study = _search(fixed, tmp_path, 6, variants=["lora"], max_params=smallest)
+    over = [t for t in study.trials if t.user_attrs["planned_params"] > smallest]
+    assert over, "the draw should include configurations over the budget"
+    for trial in over:
+        assert trial.state.name == "PRUNED" and "over budget" in trial.user_attrs["prune_reason"]
+        assert trial.user_attrs["steps_used"] == 0
+        # the sampler sees the violation as a constraint
+        assert trial.user_attrs["over_budget"] == trial.user_attrs["planned_params"] - smallest
+    assert len(trained) == len(study.trials) - len(over)  # only configurations that fit trained
+    # A budget below every configuration of the space is refused before any study exists.
+    with pytest.raises(LorasearchError, match="below the smallest configuration in the space"):
+        _search(fixed, tmp_path, 1, name="tiny-budget", variants=["lora"], max_params=smallest - 1)
+    assert "tiny-budget" not in optuna.get_all_study_names(f"sqlite:///{tmp_path / 'study.db'}")
 
 
 def test_early_stopping_stops_exactly_the_trials_the_rule_names(toy_data, tiny_bert, tmp_path):

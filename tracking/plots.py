@@ -61,7 +61,8 @@ def _png(points: list[Point], metric_name: str, title: str, folder: Path) -> Pat
     axes.set_ylabel(f"dev {metric_name}")
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), title="variant")
+    if points:
+        axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), title="variant")
     figure.tight_layout()
     path = folder / "pareto.png"
     figure.savefig(path)

@@ -27,6 +27,7 @@ PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ATTR = "mlflow_run_id"
 ADAPTER_PATH = "adapter"
 _MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch
+PLOT_INTERVAL_S = 30.0  # the Pareto plot is re-drawn at most this often, and when a search ends
 
 
 def tracking_uri(uri: str | None) -> str:
@@ -83,6 +84,8 @@ class Tracker:
         self.parent_id: str | None = None
         self.metric_name = "metric"
         self._buffer: list = []
+        self._pending_plots: Callable[[Path], None] | None = None
+        self._plotted_at = -math.inf
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -204,7 +207,9 @@ class Tracker:
                 self.finish_trial(ended[run.info.run_id])
 
     def end_study(self, interrupted: bool = False) -> None:
-        """This worker is done: the parent is FINISHED (KILLED on Ctrl-C) until resumed."""
+        """This worker is done: the plots brought up to date, the parent FINISHED (KILLED on
+        Ctrl-C) until resumed."""
+        self._draw()
         if self.active:
             self._guard(
                 "closing the study's run",
@@ -312,6 +317,8 @@ class Tracker:
         ]
         state = trial.state.name
         reason = attrs.get("prune_reason") or attrs.get("fail_reason") or ""
+        if trial.state.name == "FAIL" and not reason:
+            reason = "its worker stopped without ending it (killed, or its heartbeat lapsed)"
         tags = [RunTag("state", state), RunTag("device", str(attrs.get("device", "")))]
         if reason:
             tags.append(RunTag("reason", reason[:4000]))
@@ -333,7 +340,8 @@ class Tracker:
         all_runs: dict[int, str],
         plots: Callable[[Path], None],
     ) -> None:
-        """After a trial: hypervolume point, ``pareto`` tags kept current, plots re-drawn."""
+        """After a trial: hypervolume point, ``pareto`` tags kept current, plots re-drawn (at
+        most every ``PLOT_INTERVAL_S``; ``end_study`` draws the last state)."""
         if not self.active:
             return
         from mlflow.entities import Metric, RunTag
@@ -356,7 +364,15 @@ class Tracker:
             )
 
         self._guard("updating the study's run", write)
-        self._guard("drawing the Pareto plot", lambda: self._log_plots(plots))
+        self._pending_plots = plots
+        if time.monotonic() - self._plotted_at >= PLOT_INTERVAL_S:
+            self._draw()
+
+    def _draw(self) -> None:
+        plots, self._pending_plots = self._pending_plots, None
+        if plots is not None and self.active:
+            self._guard("drawing the Pareto plot", lambda: self._log_plots(plots))
+            self._plotted_at = time.monotonic()
 
     def _log_plots(self, plots: Callable[[Path], None]) -> None:
         import tempfile

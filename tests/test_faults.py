@@ -1,0 +1,301 @@
+"""Many workers on one study, and faults: kill -9, Ctrl-C, NaN loss, bad input. Nothing is lost."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+import torch
+from conftest import toy_rows, write_tsv
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from lorasearch.cli import main
+from lorasearch.search.study import Fixed, SearchConfig, retried_trial_number, run_search
+from lorasearch.spaces import SearchSpace
+from lorasearch.tracking.runs import RUN_ATTR
+from lorasearch.training import trainer as trainer_module
+from lorasearch.training.trainer import TrainConfig
+from lorasearch.training.trial import DataConfig, ModelConfig
+
+ENDED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _args(toy_data, tiny_bert, steps: int) -> list[str]:
+    return ["--data", str(toy_data), "--text-column", "sentence", "--model", str(tiny_bert),
+            "--variants", "lora", "--steps", str(steps), "--batch-size", "16",
+            "--max-length", "24", "--eval-every", str(max(1, steps // 3))]  # fmt: skip
+
+
+def _cli(*args: str, cwd, env=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lorasearch.cli", *args],
+        cwd=cwd, env=(env or os.environ) | {"LORASEARCH_QUIET": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for(condition, timeout: float = 120.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _states(storage: str, name: str) -> list[TrialState]:
+    try:
+        return [t.state for t in optuna.load_study(study_name=name, storage=storage).trials]
+    except KeyError:  # not created yet
+        return []
+
+
+def _runs(uri: str, name: str):
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    return client.search_runs([experiment.experiment_id])
+
+
+# --- many workers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def postgres():
+    """Fresh databases on the PostgreSQL server .ci/run starts (LORASEARCH_TEST_POSTGRES):
+    call it for each one needed (Optuna and MLflow each keep their own schema)."""
+    admin = os.environ.get("LORASEARCH_TEST_POSTGRES")
+    if not admin:
+        pytest.skip("no PostgreSQL server: run `make services` (CI does) to start one")
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(admin, isolation_level="AUTOCOMMIT")
+    made = []
+
+    def database() -> str:
+        name = f"lorasearch_{uuid.uuid4().hex[:12]}"
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+        made.append(name)
+        return admin.rsplit("/", 1)[0] + "/" + name
+
+    yield database
+    with engine.connect() as connection:
+        for name in made:
+            connection.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    engine.dispose()
+
+
+def test_two_workers_finish_one_postgres_study_with_the_exact_trial_count(
+    postgres, toy_data, tiny_bert, tmp_path
+):
+    postgres_url, tracking = postgres(), postgres()  # the study; MLflow's store beside it
+    MlflowClient(tracking).search_experiments()  # the tracking schema exists before workers race
+    command = ["search", *_args(toy_data, tiny_bert, 30), "--storage", postgres_url,
+               "--study", "shared", "--total-trials", "6", "--tracking-uri", tracking,
+               "--no-early-stop"]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    workers = [_cli(*command, cwd=tmp_path, env=env) for _ in range(2)]
+    for worker in workers:
+        out, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err
+        assert "MLflow tracking at" not in err, err  # tracking never switched off
+    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both did work
+    runs = _runs(tracking, "shared")
+    parents = [r for r in runs if r.data.tags.get("lorasearch.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("lorasearch.role") == "trial"]
+    assert len(parents) == 1 and len(children) == 6
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert {r.info.run_id for r in children} == {t.user_attrs[RUN_ATTR] for t in study.trials}
+
+
+# --- faults ---------------------------------------------------------------------------------------
+
+
+def test_kill_9_mid_trial_then_the_same_command_completes_the_study(toy_data, tiny_bert, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'k.db'}"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = ["search", *_args(toy_data, tiny_bert, 400), "--storage", storage, "--study", "k",
+               "--total-trials", "3", "--heartbeat", "1", "--tracking-uri", uri,
+               "--no-early-stop"]  # fmt: skip
+    first = _cli(*command, cwd=tmp_path)
+    _wait_for(
+        lambda: _states(storage, "k")[:2] == [TrialState.COMPLETE, TrialState.RUNNING],
+        what="trial 0 to finish and trial 1 to start",
+    )
+    time.sleep(1.0)  # mid-trial
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    again = _cli(*command, cwd=tmp_path)
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    study = optuna.load_study(study_name="k", storage=storage)
+    states = [t.state for t in study.trials]
+    assert sum(s in ENDED for s in states) == 3  # the requested number, completed
+    killed = study.trials[1]
+    assert killed.state == TrialState.FAIL
+    retries = [t for t in study.trials if retried_trial_number(t) == 1]
+    assert len(retries) == 1 and retries[0].params == killed.params  # retried once
+    runs = {r.info.run_id: r for r in _runs(uri, "k")}
+    assert runs[killed.user_attrs[RUN_ATTR]].info.status == "FAILED"
+    assert not [r for r in runs.values() if r.info.status == "RUNNING"]
+    assert all(runs[t.user_attrs[RUN_ATTR]].info.status == "FINISHED" for t in study.trials
+               if t.state == TrialState.COMPLETE)  # fmt: skip
+
+
+def test_ctrl_c_ends_the_trial_keeps_the_study_consistent_and_exits_130(
+    toy_data, tiny_bert, tmp_path
+):
+    storage = f"sqlite:///{tmp_path / 'c.db'}"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = _cli(
+        "search", *_args(toy_data, tiny_bert, 2000), "--storage", storage, "--study", "c",
+        "--trials", "3", "--tracking-uri", uri, cwd=tmp_path,
+    )  # fmt: skip
+    _wait_for(lambda: TrialState.RUNNING in _states(storage, "c"), what="a running trial")
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "lorasearch: interrupted"
+    assert "Traceback" not in err
+    study = optuna.load_study(study_name="c", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    assert study.trials[0].user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
+    runs = _runs(uri, "c")
+    child = next(r for r in runs if r.data.tags.get("lorasearch.role") == "trial")
+    parent = next(r for r in runs if r.data.tags.get("lorasearch.role") == "study")
+    assert child.info.status == "FAILED" and child.data.tags["reason"] == "interrupted (Ctrl-C)"
+    assert parent.info.status == "KILLED"
+
+
+def test_non_finite_loss_fails_the_trial_at_once_and_the_study_goes_on(
+    toy_data, tiny_bert, tmp_path, monkeypatch
+):
+    real_step, calls = trainer_module.Stepper.step, []
+
+    def poisoned(self, batch, step):
+        calls.append(step)
+        loss = real_step(self, batch, step)
+        return torch.tensor(float("nan")) if len(calls) == 3 else loss  # trial 0, its 3rd step
+
+    monkeypatch.setattr(trainer_module.Stepper, "step", poisoned)
+    fixed = Fixed(
+        DataConfig(data=str(toy_data), text_column="sentence"),
+        ModelConfig(model=str(tiny_bert)),
+        TrainConfig(steps=10, batch_size=16, max_length=24),
+    )
+    config = SearchConfig(
+        trials=2, space=SearchSpace.default(["lora"]), storage=f"sqlite:///{tmp_path / 'n.db'}",
+        study_name="n", early_stop=False,
+    )  # fmt: skip
+    study = run_search(fixed, config)
+    first, second = study.trials
+    assert first.state == TrialState.FAIL
+    assert first.user_attrs["fail_reason"] == "non-finite loss (nan) at step 3"
+    assert second.state == TrialState.COMPLETE
+    assert len(calls) == 3 + 10  # the bad trial stopped at its 3rd step
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_bad_input_battery_one_line_exit_2_nothing_written(
+    toy_data, tiny_bert, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    no_train = tmp_path / "no_train"
+    no_train.mkdir()
+    write_tsv(no_train / "dev.tsv", toy_rows(20, 1))
+    write_tsv(no_train / "test.tsv", toy_rows(20, 2))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_tsv(empty / "train.tsv", [])
+    unseen = tmp_path / "unseen"
+    unseen.mkdir()
+    write_tsv(unseen / "train.tsv", toy_rows(40, 0))
+    write_tsv(unseen / "dev.tsv", toy_rows(10, 1) + [("so so", "mixed")])
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[lora]\nrnak = 4\n")
+    out_of_range = tmp_path / "range.toml"
+    out_of_range.write_text("[lora]\nrank = { low = 0, high = 8 }\n")
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "keep.txt").write_text("mine")
+    data = ["--data", str(toy_data), "--text-column", "sentence", "--model", str(tiny_bert)]
+    search = ["search", "--trials", "1", "--steps", "5"]
+    cases = {
+        "unknown task": ([*search, "--task", "sst3"], "unknown task 'sst3'"),
+        "data path missing": ([*search, "--data", str(tmp_path / "nope")], "data path not found"),
+        "no train split": ([*search, "--data", str(no_train), "--text-column", "sentence"], "train"),
+        "empty split": ([*search, "--data", str(empty), "--text-column", "sentence"], "empty"),
+        "missing text column": ([*search, *data[:2], "--text-column", "body"], "'body'"),
+        "missing label column": ([*search, *data, "--label-column", "stars"], "'stars'"),
+        "unseen label": (
+            [*search, "--data", str(unseen), "--text-column", "sentence"], "label 'mixed'"
+        ),
+        "unknown variant": ([*search, *data, "--variants", "lorax"], "unknown variant 'lorax'"),
+        "knob out of range": ([*search, *data, "--space", str(out_of_range)], "rank"),
+        "space typo": ([*search, *data, "--space", str(typo)], "rnak"),
+        "trials 0": (["search", "--trials", "0", *data], "--trials must be >= 1"),
+        "negative timeout": ([*search, *data, "--timeout", "-1"], "--timeout must be > 0"),
+        "malformed storage": ([*search, *data, "--storage", "nonsense"], "malformed --storage"),
+        "unreachable storage": (
+            [*search, *data, "--storage", "postgresql://u:secret@127.0.0.1:1/x"],
+            "cannot open storage",
+        ),
+        "malformed tracking uri": ([*search, *data, "--tracking-uri", "nonsense"], "--tracking-uri"),
+        "model path missing": (
+            [*search, *data[:4], "--model", str(tmp_path / "none")], "model path not found"
+        ),
+        "not a model": ([*search, *data[:4], "--model", str(tmp_path)], "not a model folder"),
+        "budget below smallest": (
+            [*search, *data, "--variants", "lora", "--max-params", "10"],
+            "below the smallest configuration",
+        ),
+        "best without study": (["best", "--study", "ghost"], "no study 'ghost'"),
+    }  # fmt: skip
+    for name, (args, message) in cases.items():
+        code = main(args)
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert code == 2, (name, err)
+        assert len(lines) == 1 and lines[0].startswith("lorasearch: error:"), (name, err)
+        assert message in lines[0] and "secret" not in lines[0], (name, lines[0])
+        assert out == "", name
+        assert not (tmp_path / "lorasearch.db").exists(), name
+    assert not (tmp_path / "lorasearch.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+    # On a real study: `best` with no finished trial, and an export into a non-empty folder.
+    storage = f"sqlite:///{tmp_path / 'real.db'}"
+    assert main([*search, *data, "--storage", storage, "--study", "r", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["best", "--study", "r", "--storage", storage, "--export", str(export)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (export / "keep.txt").read_text() == "mine" and len(list(export.iterdir())) == 1
+    empty_storage = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.create_study(
+        study_name="e", storage=empty_storage, directions=["maximize", "minimize"]
+    ).set_user_attr("fixed", json.dumps({}))
+    assert main(["best", "--study", "e", "--storage", empty_storage]) == 2
+    assert "no finished trial" in capsys.readouterr().err
+
+
+def test_worker_joins_a_study_with_its_task_space_and_sampler(toy_data, tiny_bert, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'w.db'}"
+    assert main(["search", *_args(toy_data, tiny_bert, 10), "--storage", storage, "--study", "w",
+                 "--trials", "1", "--sampler", "random", "--no-tracking"]) == 0  # fmt: skip
+    assert main(["worker", "--study", "w", "--storage", storage, "--total-trials", "3",
+                 "--device", "cpu", "--no-tracking"]) == 0  # fmt: skip
+    study = optuna.load_study(study_name="w", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert {t.user_attrs["variant"] for t in study.trials} == {"lora"}  # the study's space
+    assert json.loads(study.user_attrs["search"])["sampler"] == "random"
+    assert main(["worker", "--study", "w", "--storage", storage]) == 2  # neither count given
