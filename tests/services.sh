@@ -17,7 +17,7 @@ if [ -z "${version:-}" ]; then
     pg_createcluster "$version" main >/dev/null
     cluster=main
 fi
-pg_ctlcluster "$version" "$cluster" start 2>/dev/null || true   # already running is fine
+pg_ctlcluster "$version" "$cluster" start >/dev/null 2>&1 || true   # already running is fine
 for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 && break; sleep 0.5; done
 su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'lorasearch'\"" >/dev/null
 echo "export LORASEARCH_TEST_POSTGRES=postgresql://postgres:lorasearch@127.0.0.1:5432/postgres"
