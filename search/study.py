@@ -513,6 +513,8 @@ def _record(trial: optuna.Trial, result: TrainResult) -> None:
     trial.set_user_attr("head_params", result.head_params)
     trial.set_user_attr("stored_params", result.stored_params)
     trial.set_user_attr("steps_per_second", result.steps_per_second)
+    trial.set_user_attr("train_time_s", result.train_time_s)  # the training steps alone
+    trial.set_user_attr("wall_time_s", result.wall_time_s)  # + injection, evaluations, test
     trial.set_user_attr("peak_memory_mb", result.peak_memory_mb)
     trial.set_user_attr("device", result.device)
 

@@ -299,3 +299,36 @@ def test_worker_joins_a_study_with_its_task_space_and_sampler(toy_data, tiny_ber
     assert {t.user_attrs["variant"] for t in study.trials} == {"lora"}  # the study's space
     assert json.loads(study.user_attrs["search"])["sampler"] == "random"
     assert main(["worker", "--study", "w", "--storage", storage]) == 2  # neither count given
+
+
+def test_out_of_memory_fails_the_trial_with_its_reason_and_the_next_one_runs(
+    toy_data, tiny_bert, tmp_path, monkeypatch
+):
+    from lorasearch.search import study as study_module
+
+    real, released, calls = study_module.run_trial, [], []
+
+    def first_runs_out(spec, **kwargs):
+        calls.append(spec)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(spec, **kwargs)
+
+    monkeypatch.setattr(study_module, "run_trial", first_runs_out)
+    monkeypatch.setattr(study_module, "_release_memory", lambda: released.append(True))
+    fixed = Fixed(
+        DataConfig(data=str(toy_data), text_column="sentence"),
+        ModelConfig(model=str(tiny_bert)),
+        TrainConfig(steps=10, batch_size=16, max_length=24),
+    )
+    config = SearchConfig(
+        trials=2, space=SearchSpace.default(["lora"]), storage=f"sqlite:///{tmp_path / 'o.db'}",
+        study_name="o", early_stop=False,
+    )  # fmt: skip
+    first, second = run_search(fixed, config).trials
+    assert first.state == TrialState.FAIL
+    assert first.user_attrs["fail_reason"] == (
+        "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"
+    )
+    assert released == [True]  # memory released once, for the failed trial
+    assert second.state == TrialState.COMPLETE
