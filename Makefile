@@ -4,7 +4,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 export LORASEARCH_DATA ?= $(abspath ../shared/data)
 
-.PHONY: install test test-fast demo bench lint format services
+.PHONY: install test test-fast demo bench bench-quick lint format services
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || { echo "torch is not installed: run 'pip install torch==2.13.0' first (see README)"; exit 1; }
@@ -24,9 +24,12 @@ test-fast: install
 demo: install
 	lorasearch train --task sst2 --data $(LORASEARCH_DATA)/sst2 --variant lora --rank 8 --steps 300
 
+# The benchmark suite (bench/): writes BENCHMARKS.md. CPU budget: under 45 min; quick: under 5.
 bench: install
-	$(PYTHON) bench/lora_fa_memory.py
-	$(PYTHON) bench/variants.py --steps 300
+	$(PYTHON) bench/run_all.py
+
+bench-quick: install
+	$(PYTHON) bench/run_all.py --quick --output BENCHMARKS-quick.md
 
 lint: install
 	$(PYTHON) -m ruff check . && $(PYTHON) -m ruff format --check .

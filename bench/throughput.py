@@ -20,7 +20,9 @@ each Trainer row, measured in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 import tempfile
 import time
 
@@ -88,7 +90,8 @@ def trainer_row(steps: int, group_by_length: bool) -> dict:
             data_collator=DataCollatorWithPadding(tokenizer),
         )
         start = time.perf_counter()
-        trainer.train()
+        with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its summary dict
+            trainer.train()
         seconds = time.perf_counter() - start
     mean_length = sum(len(ids) for ids in tokenized["input_ids"]) / len(tokenized)
     return {

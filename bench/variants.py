@@ -12,12 +12,42 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
 
 from lorasearch._quiet import quiet_libraries
-from lorasearch.adapters import VARIANTS, build_adapter
+from lorasearch.adapters import VARIANTS, Adapter, InjectContext, ParamCounts, build_adapter
+from lorasearch.adapters.base import AdapterConfig, head_param_count
 from lorasearch.training.tasks import data_root
 from lorasearch.training.trainer import TrainConfig
 from lorasearch.training.trial import DataConfig, ModelConfig, Trial, run_trial
+
+
+@dataclass
+class FullConfig(AdapterConfig):
+    lr: float = 5e-5  # the usual BERT fine-tuning rate
+
+
+class FullFineTune(Adapter):
+    """The reference row: every weight of the base trained (not an adapter; bench only)."""
+
+    name = "full fine-tuning"
+    config_class = FullConfig
+
+    def inject(self, model: nn.Module, context: InjectContext) -> nn.Module:
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model
+
+    def counts(self, model: nn.Module, context: InjectContext) -> ParamCounts:
+        head = head_param_count(model, context.head_modules)
+        total = sum(p.numel() for p in model.parameters())
+        return ParamCounts(adapter=total - head, head=head, stored=total)
+
+    def export(self, model: nn.Module, directory: Path) -> None:
+        model.save_pretrained(str(directory))
 
 
 def main() -> None:
@@ -26,19 +56,23 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated")
     parser.add_argument("--eval-samples", type=int, default=1000)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--no-full", action="store_true", help="skip the full fine-tuning row")
     args = parser.parse_args()
     quiet_libraries()
 
     data = DataConfig(task="sst2", data=str(data_root() / "sst2"), eval_samples=args.eval_samples)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = {}
-    for variant in args.variants.split(","):
+    names = args.variants.split(",") + ([] if args.no_full else [FullFineTune.name])
+    for variant in names:
         results = []
         for seed in seeds:
             trial = Trial(
                 data=data,
                 model=ModelConfig(),
-                adapter=build_adapter(variant),
+                adapter=FullFineTune(FullConfig())
+                if variant == FullFineTune.name
+                else build_adapter(variant),
                 train=TrainConfig(steps=args.steps, seed=seed, eval_every=args.steps // 3),
             )
             results.append(run_trial(trial))

@@ -378,8 +378,22 @@ def _update_tracking(tracker: Tracker, study: optuna.Study, done, volume: float)
         for t in done
         if t.state == TrialState.COMPLETE
     ]
+    points += [  # stopped early: drawn at the best dev value they reached
+        Point(
+            t.number,
+            t.user_attrs.get("variant", "?"),
+            int(t.user_attrs["trainable_params"]),
+            t.user_attrs["dev_metric"],
+            False,
+            stopped=True,
+        )  # fmt: skip
+        for t in done
+        if t.state == TrialState.PRUNED and "dev_metric" in t.user_attrs
+    ]
     metric = study.user_attrs["metric_name"]
-    title = f"study {study.study_name}: dev {metric} vs trainable params ({len(points)} trials)"
+    title = (
+        f"study {study.study_name}: dev {metric} vs trainable params ({len(points)} trained trials)"
+    )
     tracker.update_study(
         len(done),
         volume,
@@ -515,6 +529,8 @@ def _record(trial: optuna.Trial, result: TrainResult) -> None:
     trial.set_user_attr("steps_per_second", result.steps_per_second)
     trial.set_user_attr("train_time_s", result.train_time_s)  # the training steps alone
     trial.set_user_attr("wall_time_s", result.wall_time_s)  # + injection, evaluations, test
+    trial.set_user_attr("eval_time_s", result.eval_time_s)
+    trial.set_user_attr("prepare_time_s", result.prepare_time_s)
     trial.set_user_attr("peak_memory_mb", result.peak_memory_mb)
     trial.set_user_attr("device", result.device)
 

@@ -20,6 +20,7 @@ class Point:
     metric: float
     front: bool
     label: str = ""  # hyperparameters, for the hover text
+    stopped: bool = False  # stopped early: its metric is the best dev value it reached
 
 
 def draw_pareto(points: list[Point], metric_name: str, title: str, folder: Path) -> list[Path]:
@@ -36,11 +37,18 @@ def _png(points: list[Point], metric_name: str, title: str, folder: Path) -> Pat
     figure, axes = plt.subplots(figsize=(9, 5), dpi=120)
     colours = _colours(points)
     for variant, colour in colours.items():
-        mine = [p for p in points if p.variant == variant]
+        mine = [p for p in points if p.variant == variant and not p.stopped]
         axes.scatter(
             [p.params for p in mine], [p.metric for p in mine], color=colour, label=variant,
             s=36, alpha=0.75, edgecolors="none",
         )  # fmt: skip
+        stopped = [p for p in points if p.variant == variant and p.stopped]
+        axes.scatter(
+            [p.params for p in stopped], [p.metric for p in stopped], color=colour, marker="x",
+            s=30, alpha=0.75,
+        )  # fmt: skip
+    if any(p.stopped for p in points):
+        axes.scatter([], [], color="grey", marker="x", label="stopped early")
     front = sorted((p for p in points if p.front), key=lambda p: p.params)
     if front:
         axes.step(
@@ -80,7 +88,9 @@ def _html(points: list[Point], metric_name: str, title: str, folder: Path) -> Pa
             go.Scatter(
                 x=[p.params for p in mine], y=[p.metric for p in mine], mode="markers",
                 name=variant, marker={"color": colour, "size": 9, "opacity": 0.8},
-                text=[f"trial {p.number}<br>{p.label}" for p in mine],
+                text=[f"trial {p.number}{' (stopped early)' if p.stopped else ''}<br>{p.label}"
+                      for p in mine],
+                marker_symbol=["x" if p.stopped else "circle" for p in mine],
                 hovertemplate="%{text}<br>params %{x:,}<br>" + metric_name + " %{y:.4f}<extra></extra>",
             )
         )  # fmt: skip

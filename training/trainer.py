@@ -84,6 +84,8 @@ class TrainResult:
     tokens_per_second: float
     train_time_s: float
     wall_time_s: float
+    eval_time_s: float  # dev evaluations and the test scoring
+    prepare_time_s: float  # a variant's preliminary pass (LoRA-drop), else ~0
     peak_memory_mb: float
     device: str
     label_names: list[str]
@@ -138,10 +140,12 @@ def train(
     curve: list[EvalPoint] = []
     best_metric, best_step, best_state = -math.inf, 0, None
     stopped_early = None
-    tokens, train_time_s, loss_sum, loss_count = 0, 0.0, 0.0, 0
+    tokens, train_time_s, eval_time_s, loss_sum, loss_count = 0, 0.0, 0.0, 0.0, 0
 
     with PeakMemory(device) as memory:
+        tick = time.perf_counter()
         adapter.prepare(model, context)  # a preliminary pass, if the variant has one
+        prepare_time_s = time.perf_counter() - tick
         model = adapter.inject(model, context).to(device)
         stepper = Stepper(model, adapter, config, config.steps, device)
         step = 0
@@ -160,7 +164,9 @@ def train(
             train_time_s += time.perf_counter() - tick
 
             if step % config.eval_interval == 0 or step == config.steps:
+                tick = time.perf_counter()
                 dev_metric = evaluate(model, data["dev"], task.spec.metric, config, pad_id, device)
+                eval_time_s += time.perf_counter() - tick
                 train_loss = loss_sum / max(loss_count, 1)
                 loss_sum, loss_count = 0.0, 0
                 curve.append(EvalPoint(step, dev_metric, train_loss))
@@ -180,7 +186,9 @@ def train(
     else:  # stopped before any selectable step: the current weights are the result
         best_metric, best_step = curve[-1].dev_metric, step
     counts = adapter.counts(model, context)  # after training: some variants prune (AdaLoRA)
+    tick = time.perf_counter()
     test_metric = evaluate(model, data["test"], task.spec.metric, config, pad_id, device)
+    eval_time_s += time.perf_counter() - tick
     result = TrainResult(
         variant=adapter.name,
         hyperparameters=adapter.hyperparameters(),
@@ -198,6 +206,8 @@ def train(
         tokens_per_second=tokens / train_time_s,
         train_time_s=train_time_s,
         wall_time_s=time.perf_counter() - wall_start,
+        eval_time_s=eval_time_s,
+        prepare_time_s=prepare_time_s,
         peak_memory_mb=memory.peak_mb,
         device=str(device),
         label_names=list(task.label_names),

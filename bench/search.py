@@ -1,0 +1,161 @@
+"""The search's own costs on SST-2 with MiniLM: overhead, early stopping, sampler efficiency.
+
+1. Search overhead: the share of a study's wall time outside the training steps (model and data
+   loading, Optuna, MLflow, evaluations), from a study run first in a fresh process.
+2. Early stopping: the same sampler seed with and without Pareto-aware early stopping, N trials:
+   training steps used and final hypervolume of each.
+3. Sampler efficiency: TPE vs random over several seeds, no early stopping (so equal trials are
+   equal training steps): hypervolume after each trial, and the trial at which TPE's mean curve
+   reaches random's final mean.
+
+Every study records to MLflow in a scratch folder, as a user's would. Ratios print last.
+
+    python bench/search.py [--trials 16] [--steps 40] [--seeds 0,1,2] [--sampler-trials 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lorasearch._quiet import quiet_libraries
+from lorasearch.search.study import Fixed, SearchConfig, run_search, study_report
+from lorasearch.spaces import SearchSpace
+from lorasearch.training.tasks import data_root
+from lorasearch.training.trainer import TrainConfig
+from lorasearch.training.trial import DataConfig, ModelConfig
+
+
+def fixed(steps: int, eval_samples: int) -> Fixed:
+    return Fixed(
+        DataConfig(
+            task="sst2",
+            data=str(data_root() / "sst2"),
+            train_samples=8000,
+            eval_samples=eval_samples,
+        ),  # fmt: skip
+        ModelConfig(),
+        TrainConfig(steps=steps, eval_every=max(1, steps // 4)),
+    )
+
+
+def study(folder: Path, name: str, trials: int, args, **config) -> tuple[dict, float]:
+    search = SearchConfig(
+        trials=trials,
+        space=SearchSpace.default(),
+        storage=f"sqlite:///{folder / 'bench.db'}",
+        study_name=name,
+        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        **config,
+    )
+    start = time.perf_counter()
+    result = run_search(fixed(args.steps, args.eval_samples), search)
+    wall = time.perf_counter() - start
+    report = study_report(result)
+    report["train_time_s"] = sum(t.user_attrs.get("train_time_s", 0.0) for t in result.trials)
+    report["trial_time_s"] = sum(t.user_attrs.get("wall_time_s", 0.0) for t in result.trials)
+    report["eval_time_s"] = sum(t.user_attrs.get("eval_time_s", 0.0) for t in result.trials)
+    report["prepare_time_s"] = sum(t.user_attrs.get("prepare_time_s", 0.0) for t in result.trials)
+    print(f"{name}: {len(result.trials)} trials in {wall:.0f} s", file=sys.stderr, flush=True)
+    return report, wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=16, help="early-stopping comparison")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--seeds", default="0,1,2", help="sampler comparison, comma-separated")
+    parser.add_argument("--sampler-trials", type=int, default=12)
+    parser.add_argument("--eval-samples", type=int, default=300, help="dev examples")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    quiet_libraries()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out: dict = {"trials": args.trials, "steps": args.steps, "seeds": seeds}
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        # 1 + 2: the run without early stopping comes first, so it pays the loading too.
+        full, full_wall = study(folder, "no-es", args.trials, args, seed=0, early_stop=False)
+        early, early_wall = study(folder, "es", args.trials, args, seed=0, early_stop=True)
+        training = full["train_time_s"] + full["prepare_time_s"]  # LoRA-drop's pass trains too
+        out["overhead"] = {
+            "wall_s": full_wall,
+            "train_steps_s": training,
+            "eval_s": full["eval_time_s"],
+            "outside_training": 1 - training / full_wall,
+            "overhead": 1 - (training + full["eval_time_s"]) / full_wall,
+        }
+        out["early_stopping"] = {
+            "steps_without": full["steps_used"], "steps_with": early["steps_used"],
+            "hv_without": full["hypervolume"], "hv_with": early["hypervolume"],
+            "wall_without_s": full_wall, "wall_with_s": early_wall,
+            "saved": 1 - early["steps_used"] / full["steps_used"],
+            "hv_ratio": early["hypervolume"] / full["hypervolume"] if full["hypervolume"] else 0,
+        }  # fmt: skip
+        # 3: TPE vs random, several seeds.
+        curves: dict[str, list[list[float]]] = {"tpe": [], "random": []}
+        for seed in seeds:
+            for sampler in curves:
+                report, _ = study(
+                    folder, f"{sampler}-{seed}", args.sampler_trials, args,
+                    seed=seed, sampler=sampler, early_stop=False,
+                )  # fmt: skip
+                curves[sampler].append(report["hypervolume_history"])
+    mean = {
+        s: [statistics.mean(c[i] for c in cs) for i in range(args.sampler_trials)]
+        for s, cs in curves.items()
+    }
+    final = {s: [c[-1] for c in cs] for s, cs in curves.items()}
+    reach = next((i + 1 for i, v in enumerate(mean["tpe"]) if v >= mean["random"][-1]), None)
+    out["samplers"] = {"curves": curves, "mean": mean, "final": final, "tpe_reaches_at": reach}
+    if args.json:
+        print(json.dumps(out))
+        return
+    print_tables(out, args)
+
+
+def print_tables(out: dict, args) -> None:
+    o, e, s = out["overhead"], out["early_stopping"], out["samplers"]
+    print(
+        f"SST-2, MiniLM, all eight variants, {args.steps} steps per trial, "
+        f"dev = {args.eval_samples} examples, test = all 872\n"
+    )
+    print("Search overhead (no early stopping, first study of the process)\n")
+    print("| study wall s | training steps s | evaluation s (dev + test) | outside training "
+          "steps | overhead: outside training and evaluation (loading, Optuna, MLflow, "
+          "injection, export) |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    print(f"| {o['wall_s']:.0f} | {o['train_steps_s']:.0f} | {o['eval_s']:.0f} | "
+          f"{o['outside_training']:.1%} | {o['overhead']:.1%} |\n")  # fmt: skip
+    print(f"Early stopping ({args.trials} trials, TPE seed 0)\n")
+    print("| | training steps | hypervolume | wall s |")
+    print("|---|---|---|---|")
+    print(
+        f"| without | {e['steps_without']:,} | {e['hv_without']:.4f} | {e['wall_without_s']:.0f} |"
+    )
+    print(f"| with | {e['steps_with']:,} | {e['hv_with']:.4f} | {e['wall_with_s']:.0f} |\n")
+    print(f"Sampler efficiency ({args.sampler_trials} trials per study, seeds {out['seeds']})\n")
+    print("| trial | " + " | ".join(str(i + 1) for i in range(len(s["mean"]["tpe"]))) + " |")
+    print("|---|" + "---|" * len(s["mean"]["tpe"]))
+    for sampler, curve in s["mean"].items():
+        print(f"| {sampler} mean HV | " + " | ".join(f"{v:.3f}" for v in curve) + " |")
+    reach = s["tpe_reaches_at"]
+    print(
+        f"\nfinal HV: tpe {statistics.mean(s['final']['tpe']):.4f}, random "
+        f"{statistics.mean(s['final']['random']):.4f}; TPE reaches random's final mean at "
+        + (f"trial {reach} of {len(s['mean']['tpe'])}" if reach else "no trial")
+    )
+    print(
+        f"search overhead {o['overhead']:.1%} (outside training steps: "
+        f"{o['outside_training']:.1%}); early stopping saved "
+        f"{e['saved']:.1%} of steps at {e['hv_ratio']:.3f}x the hypervolume"
+    )
+
+
+if __name__ == "__main__":
+    main()
