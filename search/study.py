@@ -159,7 +159,7 @@ def open_storage(url: str, heartbeat_s: float | None = None) -> optuna.storages.
         try:
             return optuna.storages.RDBStorage(url, **beat)
         except Exception as exc:  # sqlalchemy raises many types; the URL is what one can fix
-            if attempt < 5 and not _unreachable(exc):
+            if attempt < 5 and _creation_race(exc):
                 time.sleep(0.5 + attempt)
                 continue
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -169,9 +169,13 @@ def open_storage(url: str, heartbeat_s: float | None = None) -> optuna.storages.
     raise AssertionError("unreachable")
 
 
-def _unreachable(exc: Exception) -> bool:
+def _creation_race(exc: Exception) -> bool:
+    """Another worker is creating the same tables right now (the only error worth a retry)."""
     text = str(exc).lower()
-    return any(s in text for s in ("connection refused", "could not connect", "no such", "driver"))
+    return any(
+        marker in text
+        for marker in ("already exists", "duplicate", "uniqueviolation", "table schema")
+    )
 
 
 def default_study_name(fixed: Fixed) -> str:

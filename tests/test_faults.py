@@ -116,6 +116,20 @@ def test_two_workers_finish_one_postgres_study_with_the_exact_trial_count(
     assert {r.info.run_id for r in children} == {t.user_attrs[RUN_ATTR] for t in study.trials}
 
 
+def _two_lora_trials(toy_data, tiny_bert, tmp_path) -> optuna.Study:
+    """An in-process search of two short LoRA trials (for faults injected by monkeypatch)."""
+    fixed = Fixed(
+        DataConfig(data=str(toy_data), text_column="sentence"),
+        ModelConfig(model=str(tiny_bert)),
+        TrainConfig(steps=10, batch_size=16, max_length=24),
+    )
+    config = SearchConfig(
+        trials=2, space=SearchSpace.default(["lora"]), storage=f"sqlite:///{tmp_path / 'f.db'}",
+        study_name="f", early_stop=False,
+    )  # fmt: skip
+    return run_search(fixed, config)
+
+
 # --- faults ---------------------------------------------------------------------------------------
 
 
@@ -187,17 +201,7 @@ def test_non_finite_loss_fails_the_trial_at_once_and_the_study_goes_on(
         return torch.tensor(float("nan")) if len(calls) == 3 else loss  # trial 0, its 3rd step
 
     monkeypatch.setattr(trainer_module.Stepper, "step", poisoned)
-    fixed = Fixed(
-        DataConfig(data=str(toy_data), text_column="sentence"),
-        ModelConfig(model=str(tiny_bert)),
-        TrainConfig(steps=10, batch_size=16, max_length=24),
-    )
-    config = SearchConfig(
-        trials=2, space=SearchSpace.default(["lora"]), storage=f"sqlite:///{tmp_path / 'n.db'}",
-        study_name="n", early_stop=False,
-    )  # fmt: skip
-    study = run_search(fixed, config)
-    first, second = study.trials
+    first, second = _two_lora_trials(toy_data, tiny_bert, tmp_path).trials
     assert first.state == TrialState.FAIL
     assert first.user_attrs["fail_reason"] == "non-finite loss (nan) at step 3"
     assert second.state == TrialState.COMPLETE
@@ -316,16 +320,7 @@ def test_out_of_memory_fails_the_trial_with_its_reason_and_the_next_one_runs(
 
     monkeypatch.setattr(study_module, "run_trial", first_runs_out)
     monkeypatch.setattr(study_module, "_release_memory", lambda: released.append(True))
-    fixed = Fixed(
-        DataConfig(data=str(toy_data), text_column="sentence"),
-        ModelConfig(model=str(tiny_bert)),
-        TrainConfig(steps=10, batch_size=16, max_length=24),
-    )
-    config = SearchConfig(
-        trials=2, space=SearchSpace.default(["lora"]), storage=f"sqlite:///{tmp_path / 'o.db'}",
-        study_name="o", early_stop=False,
-    )  # fmt: skip
-    first, second = run_search(fixed, config).trials
+    first, second = _two_lora_trials(toy_data, tiny_bert, tmp_path).trials
     assert first.state == TrialState.FAIL
     assert first.user_attrs["fail_reason"] == (
         "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"
