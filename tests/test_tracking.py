@@ -139,6 +139,34 @@ def test_resumed_study_nests_new_trials_under_the_same_parent(tiny_bert, toy_dat
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
 
 
+def test_two_workers_racing_to_open_the_study_converge_on_one_parent(tmp_path):
+    """Both workers read the parent's params before either wrote them; the loser's insert hits
+    the unique key. It must re-read and go on tracking, not give tracking up."""
+    from mlflow.exceptions import MlflowException
+
+    from lorasearch.tracking.runs import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'race.db'}"
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="race")
+    params, warnings = {"steps": 20, "variants": "lora"}, []
+    tracker, other = Tracker(uri, warn=warnings.append), MlflowClient(uri)
+    real, raced = tracker.client.log_batch, []
+
+    def log_batch(run_id, metrics=(), params=(), tags=(), **kw):
+        if params and not raced:  # the other worker's insert lands between our read and write
+            raced.append(run_id)
+            other.log_batch(run_id, params=list(params))
+            raise MlflowException('duplicate key value violates unique constraint "param_pk"')
+        return real(run_id, metrics=list(metrics), params=list(params), tags=list(tags), **kw)
+
+    tracker.client.log_batch = log_batch
+    tracker.start_study(study, params, {"purpose": "race"})
+    assert raced == [tracker.parent_id] and not warnings and tracker.active
+    run = other.get_run(study.user_attrs[PARENT_ATTR])
+    assert run.data.params == {"steps": "20", "variants": "lora"}
+    assert run.data.tags["purpose"] == "race"
+
+
 def test_mlflow_down_never_costs_a_trial(tiny_bert, toy_data, tmp_path, capsys):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

@@ -150,6 +150,7 @@ class Tracker:
 
     def _open_parent(self, study, params: dict[str, Any], tags: dict[str, str]) -> None:
         from mlflow.entities import Param, RunTag
+        from mlflow.exceptions import MlflowException
 
         known = study.user_attrs.get(PARENT_ATTR)
         if known and self._run_exists(known):
@@ -172,13 +173,21 @@ class Tracker:
             self.parent_id = oldest
             study.set_user_attr(PARENT_ATTR, oldest)
         self.client.update_run(self.parent_id, status="RUNNING")  # a resumed study runs again
-        existing = self.client.get_run(self.parent_id).data.params
-        new = {k: _text(v) for k, v in params.items() if k not in existing}
-        self.client.log_batch(
-            self.parent_id,
-            params=[Param(k, v) for k, v in new.items()],
-            tags=[RunTag(k, _text(v)) for k, v in tags.items()],
-        )
+        self.client.log_batch(self.parent_id, tags=[RunTag(k, _text(v)) for k, v in tags.items()])
+        # Workers starting together may both find a param missing and both insert it: the loser's
+        # insert fails on the unique key, so it reads the params again and logs only what is left.
+        for attempt in range(3):
+            existing = self.client.get_run(self.parent_id).data.params
+            new = [Param(k, _text(v)) for k, v in params.items() if k not in existing]
+            if not new:
+                return
+            try:
+                self.client.log_batch(self.parent_id, params=new)
+                return
+            except MlflowException:
+                if attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def _run_exists(self, run_id: str) -> bool:
         from mlflow.exceptions import MlflowException
