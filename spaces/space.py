@@ -65,7 +65,7 @@ DEFAULT_KNOBS: dict[str, dict[str, Knob]] = {
     "adalora": {
         "target_rank": _int(2, 32),
         "init_rank_factor": _float(1.0, 2.0, log=False),
-        "lr": _LR,
+        "lr": _float(5e-4, 2e-2),  # Λ starts at zero: it wants more than LoRA (see its config)
     },
     "dora": {"rank": _RANK, "lr": _LR},
     "delta_lora": {

@@ -25,6 +25,20 @@ def test_minilm_lora_r8_learns_sst2(shared_data):
     assert result.splits["test"]["rows"] == 872 and result.splits["dev"]["rows"] == 1000
 
 
+def test_minilm_adalora_at_its_defaults_learns_sst2(shared_data):
+    """AdaLoRA's Λ starts at zero: at LoRA's learning rate it stayed at chance for 120 steps
+    (test 0.509); its own default must learn within the short budgets a search gives a trial."""
+    trial = Trial(
+        data=DataConfig(task="sst2", data=str(shared_data / "sst2"), eval_samples=300),
+        model=ModelConfig(),
+        adapter=build_adapter("adalora"),
+        train=TrainConfig(steps=80, eval_every=40, seed=0),
+    )
+    result = run_trial(trial)
+    assert result.test_metric >= 0.70, result.test_metric
+    assert result.best_step == 80  # only weights under the final rank budget are chosen
+
+
 def test_search_best_export_reproduces_the_recorded_test_metric_with_peft(
     shared_data, tmp_path, capsys
 ):
