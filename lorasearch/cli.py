@@ -111,7 +111,9 @@ def _task_options(command):
 @click.option("--alpha", type=float, help="LoRA alpha [default: 2·rank].")
 @click.option("--dropout", type=float, help="Dropout on the adapter branch [default: 0.05].")
 @click.option(
-    "--lr", type=float, help="Learning rate [default: 1e-3; LoRA+ 2.5e-4 (A's), AdaLoRA 5e-3, VeRA 1e-2]."
+    "--lr",
+    type=float,
+    help="Learning rate [default: 1e-3; LoRA+ 2.5e-4 (A's), AdaLoRA 5e-3, VeRA 1e-2].",
 )
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any variant knob.")
 @click.option(
