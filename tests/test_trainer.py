@@ -112,3 +112,36 @@ def test_schedule_warms_up_then_decays(tiny_bert):
     assert lrs[0] == 0.0 and max(lrs) == pytest.approx(1e-3) and lrs.index(max(lrs)) == 10
     assert lrs[:11] == sorted(lrs[:11]) and lrs[10:] == sorted(lrs[10:], reverse=True)
     assert stepper.optimizer.param_groups[0]["lr"] == 0.0  # decayed to zero at the last step
+
+
+def test_fast_dropout_is_dropout_with_a_cheaper_mask():
+    from torch import nn
+
+    from lorasearch.training.dropout import FastDropout, use_fast_dropout
+
+    p, x = 0.3, torch.randn(400, 500, requires_grad=True)
+    drop = FastDropout(p)
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.005  # Bernoulli(1 - p), 200k draws
+    assert torch.allclose(y[kept], x[kept] / (1 - p))  # survivors scaled as nn.Dropout does
+    y.sum().backward()
+    assert torch.allclose(x.grad, kept / (1 - p))  # the gradient is the same mask
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # seeded like everything else
+    drop.eval()
+    assert drop(x) is x
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1), nn.ModuleDict({"a": nn.Dropout(0.2)}))
+    assert use_fast_dropout(model) == 2
+    assert [type(m) for m in model.modules()].count(nn.Dropout) == 0
+    assert model[2]["a"].p == 0.2
+
+
+def test_fast_dropout_trains_like_native_dropout(toy_data, tiny_bert):
+    """Only the mask's random stream differs: the learned result is as good."""
+    fast = run_trial(_trial(toy_data, tiny_bert, steps=150, eval_every=50))
+    native = run_trial(_trial(toy_data, tiny_bert, steps=150, eval_every=50, fast_dropout=False))
+    assert abs(fast.test_metric - native.test_metric) <= 0.05, (fast.test_metric, native.test_metric)
+    assert fast.trainable_params == native.trainable_params

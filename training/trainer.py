@@ -22,6 +22,7 @@ from torch import nn
 from lorasearch.adapters.base import Adapter, InjectContext, write_metadata
 from lorasearch.errors import LorasearchError
 from lorasearch.training.data import TokenizedSplit, collate, eval_batches, train_batches
+from lorasearch.training.dropout import use_fast_dropout
 from lorasearch.training.metrics import compute_metric
 from lorasearch.training.models import LoadedModel
 from lorasearch.training.tasks import TaskData
@@ -40,6 +41,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     group_by_length: bool = True
+    fast_dropout: bool = True  # CPU only: int32 dropout masks (see training/dropout.py)
     seed: int = 0
     device: str = "auto"
 
@@ -147,6 +149,8 @@ def train(
         adapter.prepare(model, context)  # a preliminary pass, if the variant has one
         prepare_time_s = time.perf_counter() - tick
         model = adapter.inject(model, context).to(device)
+        if config.fast_dropout and device.type == "cpu":
+            use_fast_dropout(model)
         stepper = Stepper(model, adapter, config, config.steps, device)
         step = 0
         while step < config.steps:
