@@ -143,5 +143,8 @@ def test_fast_dropout_trains_like_native_dropout(toy_data, tiny_bert):
     """Only the mask's random stream differs: the learned result is as good."""
     fast = run_trial(_trial(toy_data, tiny_bert, steps=150, eval_every=50))
     native = run_trial(_trial(toy_data, tiny_bert, steps=150, eval_every=50, fast_dropout=False))
-    assert abs(fast.test_metric - native.test_metric) <= 0.05, (fast.test_metric, native.test_metric)
+    assert abs(fast.test_metric - native.test_metric) <= 0.05, (
+        fast.test_metric,
+        native.test_metric,
+    )
     assert fast.trainable_params == native.trainable_params
