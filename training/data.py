@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ class TokenizedSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    @property
+    @functools.cached_property
     def lengths(self) -> list[int]:
+        """Tokens per example, computed once: the loop reads it every step."""
         return [len(ids) for ids in self.input_ids]
 
 
