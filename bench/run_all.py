@@ -28,13 +28,13 @@ FULL = {
         "search.py", "--trials", "16", "--steps", "30", "--seeds", "0,1", "--sampler-trials", "10",
     ],
     "Variants at their defaults, and full fine-tuning": [
-        "variants.py", "--steps", "120", "--seeds", "0,1,2", "--eval-samples", "1000",
+        "variants.py", "--steps", "120", "--seeds", "0,1,2", "--eval-samples", "500",
     ],
     "LoRA-FA activation memory": ["lora_fa_memory.py"],
     "Many workers: 1 vs 2 on one PostgreSQL study": ["workers.py", "--trials", "6", "--steps", "20"],
 }  # fmt: skip
 QUICK = {
-    "Trial throughput vs PEFT + transformers.Trainer": ["throughput.py", "--steps", "10"],
+    "Trial throughput vs PEFT + transformers.Trainer": ["throughput.py", "--steps", "10", "--repeats", "1"],
     "Search overhead, early stopping, sampler efficiency": [
         "search.py", "--trials", "3", "--steps", "4", "--seeds", "0", "--sampler-trials", "2",
         "--eval-samples", "100",

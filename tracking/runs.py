@@ -28,6 +28,7 @@ RUN_ATTR = "mlflow_run_id"
 ADAPTER_PATH = "adapter"
 _MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch
 PLOT_INTERVAL_S = 30.0  # the Pareto plot is re-drawn at most this often, and when a search ends
+PLOT_SHARE = 0.01  # ... and less often if drawing would take more than this share of the wall time
 
 
 def tracking_uri(uri: str | None) -> str:
@@ -86,6 +87,7 @@ class Tracker:
         self._buffer: list = []
         self._pending_plots: Callable[[Path], None] | None = None
         self._plotted_at = -math.inf
+        self._plot_interval = PLOT_INTERVAL_S
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -350,7 +352,8 @@ class Tracker:
         plots: Callable[[Path], None],
     ) -> None:
         """After a trial: hypervolume point, ``pareto`` tags kept current, plots re-drawn (at
-        most every ``PLOT_INTERVAL_S``; ``end_study`` draws the last state)."""
+        most every ``PLOT_INTERVAL_S``, or less often when a drawing takes over ``PLOT_SHARE`` of
+        the interval; ``end_study`` draws the last state)."""
         if not self.active:
             return
         from mlflow.entities import Metric, RunTag
@@ -374,14 +377,16 @@ class Tracker:
 
         self._guard("updating the study's run", write)
         self._pending_plots = plots
-        if time.monotonic() - self._plotted_at >= PLOT_INTERVAL_S:
+        if time.monotonic() - self._plotted_at >= self._plot_interval:
             self._draw()
 
     def _draw(self) -> None:
         plots, self._pending_plots = self._pending_plots, None
         if plots is not None and self.active:
+            start = time.monotonic()
             self._guard("drawing the Pareto plot", lambda: self._log_plots(plots))
             self._plotted_at = time.monotonic()
+            self._plot_interval = max(PLOT_INTERVAL_S, (self._plotted_at - start) / PLOT_SHARE)
 
     def _log_plots(self, plots: Callable[[Path], None]) -> None:
         import tempfile
