@@ -469,7 +469,11 @@ def _objective(
                     trial,
                     f"over budget: {planned:,} trainable params > --max-params {config.max_params:,}",
                 )
-            stopper = _early_stopper(study, trial, planned, config) if config.early_stop else None
+            stopper = (
+                _early_stopper(study, trial, planned, config, len(load_data(fixed.data).dev))
+                if config.early_stop
+                else None
+            )
 
             def on_eval(step: int, metric: float) -> str | None:
                 if tracker:
@@ -504,10 +508,13 @@ def _objective(
     return objective
 
 
-def _early_stopper(study: optuna.Study, trial: optuna.Trial, params: int, config: SearchConfig):
+def _early_stopper(
+    study: optuna.Study, trial: optuna.Trial, params: int, config: SearchConfig, dev_size: int
+):
     def on_eval(step: int, metric: float) -> str | None:
         trial.set_user_attr("partial_curve", {str(step): metric})  # last point, for workers
-        return stop_reason(step, metric, params, finished_trials(study), config.margin)
+        finished = finished_trials(study)
+        return stop_reason(step, metric, params, finished, config.margin, dev_size)
 
     return on_eval
 

@@ -16,7 +16,14 @@ from lorasearch.search.pareto import hypervolume
 from lorasearch.search.study import Fixed, SearchConfig, load_study, run_search, study_report
 from lorasearch.spaces import SearchSpace, load_space_file
 from lorasearch.training.trainer import TrainConfig
-from lorasearch.training.trial import DataConfig, ModelConfig, Trial, planned_counts, run_trial
+from lorasearch.training.trial import (
+    DataConfig,
+    ModelConfig,
+    Trial,
+    load_data,
+    planned_counts,
+    run_trial,
+)
 
 FAST = TrainConfig(steps=20, batch_size=16, max_length=24, eval_every=10)
 
@@ -159,7 +166,10 @@ def test_early_stopping_stops_exactly_the_trials_the_rule_names(toy_data, tiny_b
         ]
         curve = {int(k): v for k, v in trial.user_attrs["curve"].items()}
         params = trial.user_attrs["planned_params"]
-        fired = [s for s in sorted(curve) if stop_reason(s, curve[s], params, before, 0.05)]
+        dev_size = len(load_data(fixed.data).dev)
+        fired = [
+            s for s in sorted(curve) if stop_reason(s, curve[s], params, before, 0.05, dev_size)
+        ]
         if trial.state.name == "PRUNED":
             assert fired and fired[0] == max(curve) == trial.user_attrs["steps_used"]
             assert trial.user_attrs["prune_reason"].startswith("trails trial")
@@ -177,6 +187,22 @@ def test_rule_needs_a_cheaper_trial_ahead_by_the_margin():
     assert stop_reason(20, 0.79, 1_000, done, 0.05) == early_stop.stop_reason(
         20, 0.79, 1_000, done, 0.05
     )
+
+
+def test_a_lead_within_the_dev_sets_noise_stops_nothing():
+    """At its first evaluation a cheap trial was 0.587 by chance, a running one 0.543 (chance);
+    on 300 dev examples that lead is noise (2 standard errors = 0.081), so nothing stops."""
+    done = [Finished(6, 127_490, {7: 0.587, 14: 0.600}, 0.607)]
+    assert stop_reason(7, 0.543, 127_490, done, 0.01) is not None  # no noise model: stopped
+    assert stop_reason(7, 0.543, 127_490, done, 0.01, dev_size=300) is None
+    assert early_stop.noise(0.587, 0.543, 300) == pytest.approx(
+        2 * math.sqrt(2 * 0.565 * 0.435 / 300)
+    )
+    # A lead well beyond the noise still stops, and more data makes smaller leads count.
+    clear = [Finished(1, 1_000, {10: 0.80}, 0.82)]
+    assert stop_reason(10, 0.60, 2_000, clear, 0.01, dev_size=300) is not None
+    assert stop_reason(10, 0.75, 2_000, clear, 0.01, dev_size=300) is None
+    assert stop_reason(10, 0.75, 2_000, clear, 0.01, dev_size=10_000) is not None
 
 
 def test_resume_keeps_old_trials_and_adds_new(toy_data, tiny_bert, tmp_path):
