@@ -51,10 +51,8 @@ def stop_reason(
         at_step = other.curve.get(step)
         if other.params > params or at_step is None:
             continue
-        needed = margin + noise(at_step, metric, dev_size)
-        if at_step >= metric + needed and other.final >= metric + margin + noise(
-            other.final, metric, dev_size
-        ):
+        if all(value >= metric + margin + noise(value, metric, dev_size)
+               for value in (at_step, other.final)):  # fmt: skip
             return (
                 f"trails trial {other.number} ({other.params:,} <= {params:,} params) at step "
                 f"{step}: {metric:.4f} vs {at_step:.4f}, which ended at {other.final:.4f}"
