@@ -125,6 +125,10 @@ def test_fast_dropout_is_dropout_with_a_cheaper_mask():
     y = drop(x)
     kept = y != 0
     assert abs(kept.float().mean().item() - (1 - p)) < 0.005  # Bernoulli(1 - p), 200k draws
+    lanes = kept.flatten().view(-1, 4).float()  # four elements share one 64-bit draw
+    assert all(abs(rate - (1 - p)) < 0.01 for rate in lanes.mean(0).tolist())  # each lane alike
+    corr = torch.corrcoef(lanes.T)  # and independent of its neighbours
+    assert (corr - torch.eye(4)).abs().max() < 0.02
     assert torch.allclose(y[kept], x[kept] / (1 - p))  # survivors scaled as nn.Dropout does
     y.sum().backward()
     assert torch.allclose(x.grad, kept / (1 - p))  # the gradient is the same mask
