@@ -28,7 +28,7 @@ FULL = {
         "search.py", "--trials", "16", "--steps", "30", "--seeds", "0,1", "--sampler-trials", "10",
     ],
     "Variants at their defaults, and full fine-tuning": [
-        "variants.py", "--steps", "120", "--seeds", "0,1,2", "--eval-samples", "500",
+        "variants.py", "--steps", "80", "--seeds", "0,1,2", "--eval-samples", "500",
     ],
     "LoRA-FA activation memory": ["lora_fa_memory.py"],
     "Many workers: 1 vs 2 on one PostgreSQL study": ["workers.py", "--trials", "6", "--steps", "20"],

@@ -73,7 +73,9 @@ def main() -> None:
                 adapter=FullFineTune(FullConfig())
                 if variant == FullFineTune.name
                 else build_adapter(variant),
-                train=TrainConfig(steps=args.steps, seed=seed, eval_every=args.steps // 3),
+                train=TrainConfig(
+                    steps=args.steps, seed=seed, eval_every=args.steps
+                ),  # one dev score
             )
             results.append(run_trial(trial))
             r = results[-1]
