@@ -23,7 +23,13 @@ from optuna.trial import TrialState
 from lorasearch._quiet import quiet_libraries
 from lorasearch.search.early_stop import Finished, stop_reason
 from lorasearch.search.pareto import hypervolume
-from lorasearch.search.study import Fixed, SearchConfig, load_study, run_search
+from lorasearch.search.study import (
+    Fixed,
+    SearchConfig,
+    finished_trials,
+    load_study,
+    run_search,
+)
 from lorasearch.spaces import SearchSpace
 from lorasearch.training.tasks import data_root
 from lorasearch.training.trainer import TrainConfig
@@ -32,26 +38,26 @@ from lorasearch.training.trial import DataConfig, ModelConfig
 SETTINGS = [(z, margin) for z in (0.0, 0.5, 1.0, 1.5, 2.0) for margin in (0.0, 0.01)]
 
 
-def replay(trials, dev_size: int, z: float, margin: float):
-    """(steps used, trials that finish) under the rule with ``z`` and ``margin``."""
-    finished, kept, used = [], [], 0
+def replay(trials, finished: dict[int, Finished], dev_size: int, z: float, margin: float):
+    """(steps used, trials that finish) under the rule with ``z`` and ``margin``; ``finished``
+    is each trial as the rule sees it once finished (``finished_trials``)."""
+    ahead, kept, used = [], [], 0
     for t in trials:
-        curve = {int(k): v for k, v in t.user_attrs["curve"].items()}
-        params = int(t.values[1])
+        mine = finished[t.number]
         stopped = next(
             (
                 s
-                for s in sorted(curve)
-                if stop_reason(s, curve[s], params, finished, margin, dev_size, z)
+                for s in sorted(mine.curve)
+                if stop_reason(s, mine.curve[s], mine.params, ahead, margin, dev_size, z)
             ),
             None,
         )
         if stopped is None:
             used += t.user_attrs["steps_used"]
-            finished.append(Finished(t.number, params, curve, t.values[0]))
+            ahead.append(mine)
             kept.append(t)
-        else:
-            used += stopped + t.user_attrs["steps_used"] - t.user_attrs["curve_steps"]
+        else:  # LoRA-drop's preliminary pass is in steps_used, beyond the curve's last step
+            used += stopped + t.user_attrs["steps_used"] - max(mine.curve)
     return used, kept
 
 
@@ -91,23 +97,20 @@ def main() -> None:
         fixed = Fixed.from_json(study.user_attrs["fixed"])
         steps, dev_size = fixed.train.steps, fixed.data.eval_samples or 0
         chance, full = study.user_attrs["chance"], study.user_attrs["full_params"]
-        trials = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
-    for t in trials:  # the last recorded step; LoRA-drop's preliminary pass is in steps_used
-        t.user_attrs["curve_steps"] = max(int(k) for k in t.user_attrs["curve"])
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        finished = {f.number: f for f in finished_trials(study)}
     print(f"{len(trials)} trials of {steps} steps, dev = {dev_size} examples\n")
     print("| trial | variant | trainable params | dev curve | best |")
     print("|---|---|---|---|---|")
     for t in trials:
-        curve = " ".join(
-            f"{v:.3f}" for _, v in sorted((int(k), v) for k, v in t.user_attrs["curve"].items())
-        )
+        curve = " ".join(f"{v:.3f}" for _, v in sorted(finished[t.number].curve.items()))
         print(f"| {t.number} | {t.user_attrs['variant']} | {int(t.values[1]):,} | {curve} | {t.values[0]:.3f} |")  # fmt: skip
     total = sum(t.user_attrs["steps_used"] for t in trials)
     whole = hypervolume(trials, chance, full)
     print("\n| z | margin | steps saved | hypervolume / without early stopping |")
     print("|---|---|---|---|")
     for z, margin in SETTINGS:
-        used, kept = replay(trials, dev_size, z, margin)
+        used, kept = replay(trials, finished, dev_size, z, margin)
         ratio = hypervolume(kept, chance, full) / whole if whole else 0.0
         print(f"| {z} | {margin} | {1 - used / total:.1%} | {ratio:.3f} |")
 

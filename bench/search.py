@@ -100,8 +100,8 @@ DEFAULT_STEPS = TrainConfig().steps  # a trial's default length (`lorasearch sea
 
 
 def projected(o: dict, full: dict, trials: int) -> float:
-    """The overhead share of a study of ``trials`` default-length trials (300 steps, a dev score
-    every 60), from this study's measured rates: steps/s, seconds per evaluated example, overhead
+    """The overhead share of a study of ``trials`` default-length trials (with the default number
+    of dev scores), from this study's measured rates: steps/s, seconds per evaluated example, overhead
     per trial and once per study. Arithmetic on measurements, labelled as such where printed."""
     step_s = o["train_steps_s"] / full["steps_used"]
     example_s = o["eval_s"] / full["eval_examples"]
@@ -206,7 +206,7 @@ def print_tables(out: dict, args) -> None:
     print(f"Per trial: {o['per_trial_s']:.2f} s of overhead against {o['trial_s']:.1f} s of "
           f"training and evaluation; once per study: {o['before_first_trial_s']:.1f} s. "
           f"Projected from these measured rates for {args.trials} trials of the default "
-          f"{DEFAULT_STEPS} steps (a dev score every {DEFAULT_STEPS // 5}): "
+          f"{DEFAULT_STEPS} steps (a dev score every {TrainConfig(steps=DEFAULT_STEPS).eval_interval}): "
           f"{o['projected']:.1%} overhead.\n")  # fmt: skip
     print(f"Early stopping ({args.trials} trials, TPE seed 0; the run with it replays the same "
           "configurations)\n")  # fmt: skip

@@ -73,9 +73,8 @@ def main() -> None:
                 adapter=FullFineTune(FullConfig())
                 if variant == FullFineTune.name
                 else build_adapter(variant),
-                train=TrainConfig(
-                    steps=args.steps, seed=seed, eval_every=args.steps
-                ),  # one dev score
+                # one dev score, at the end: the variants compared at equal steps
+                train=TrainConfig(steps=args.steps, seed=seed, eval_every=args.steps),
             )
             results.append(run_trial(trial))
             r = results[-1]
