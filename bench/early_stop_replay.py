@@ -21,6 +21,7 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from lorasearch._quiet import quiet_libraries
+from lorasearch.errors import run_script
 from lorasearch.search.early_stop import Finished, stop_reason
 from lorasearch.search.pareto import hypervolume
 from lorasearch.search.study import (
@@ -116,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

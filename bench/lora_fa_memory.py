@@ -15,6 +15,7 @@ import torch
 
 from lorasearch._quiet import quiet_libraries
 from lorasearch.adapters import InjectContext, build_adapter
+from lorasearch.errors import run_script
 from lorasearch.training.data import collate, tokenize_task
 from lorasearch.training.models import load_model
 from lorasearch.training.tasks import PRESETS, data_root, load_task
@@ -69,4 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

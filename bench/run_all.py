@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from lorasearch.errors import run_script
+
 HERE = Path(__file__).parent
 
 FULL = {
@@ -122,4 +124,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from lorasearch._quiet import quiet_libraries
+from lorasearch.errors import run_script
 from lorasearch.search.study import Fixed, SearchConfig, run_search, study_report
 from lorasearch.spaces import SearchSpace
 from lorasearch.training.tasks import data_root
@@ -236,4 +237,4 @@ def print_tables(out: dict, args) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

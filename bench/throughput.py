@@ -33,6 +33,7 @@ import torch
 
 from lorasearch._quiet import quiet_libraries
 from lorasearch.adapters import build_adapter
+from lorasearch.errors import run_script
 from lorasearch.training.models import default_model
 from lorasearch.training.tasks import data_root
 from lorasearch.training.trainer import TrainConfig
@@ -229,4 +230,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

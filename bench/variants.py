@@ -20,6 +20,7 @@ from torch import nn
 from lorasearch._quiet import quiet_libraries
 from lorasearch.adapters import VARIANTS, Adapter, InjectContext, ParamCounts, build_adapter
 from lorasearch.adapters.base import AdapterConfig, head_param_count
+from lorasearch.errors import run_script
 from lorasearch.training.tasks import data_root
 from lorasearch.training.trainer import TrainConfig
 from lorasearch.training.trial import DataConfig, ModelConfig, Trial, run_trial
@@ -108,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import optuna
 
+from lorasearch.errors import run_script
+
 DATA = Path(os.environ.get("LORASEARCH_DATA", Path(__file__).parents[1] / ".." / "shared" / "data"))
 
 
@@ -120,4 +122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -14,3 +14,16 @@ def mask_url(url: str) -> str:
     import re
 
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def run_script(main) -> None:
+    """Run a script's ``main`` (the benchmarks under bench/) the way the CLI runs a command: a
+    user error becomes one line on stderr and exit code 2."""
+    import sys
+    from pathlib import Path
+
+    try:
+        main()
+    except LorasearchError as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
