@@ -182,7 +182,15 @@ def head_param_count(model: nn.Module, head_modules: list[str]) -> int:
 
 
 def _in_head(param_name: str, head_modules: list[str]) -> bool:
-    return param_name.removeprefix("base_model.model.").split(".")[0] in head_modules
+    return unwrapped_name(param_name).split(".")[0] in head_modules
+
+
+PEFT_PREFIX = "base_model.model."
+
+
+def unwrapped_name(peft_name: str) -> str:
+    """A module or parameter name inside a PEFT model, as it is named in the base model."""
+    return peft_name.removeprefix(PEFT_PREFIX)
 
 
 def write_metadata(directory: Path, metadata: dict[str, Any]) -> None:

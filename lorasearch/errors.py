@@ -9,6 +9,32 @@ class LorasearchError(Exception):
     """A user-caused problem, explained in one line."""
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first non-empty line of ``exc``'s message (its type name when it has none): how a
+    library's error is quoted in our one-line messages."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0].strip() if lines else type(exc).__name__
+    return text[:limit] if limit else text
+
+
+SQLITE_PREFIX = "sqlite:///"
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file behind a ``sqlite:///`` URL, else None (a server, or another scheme)."""
+    return url[len(SQLITE_PREFIX) :] if url.startswith(SQLITE_PREFIX) else None
+
+
+def looks_like_path(source: str, suffixes: tuple[str, ...] = ()) -> bool:
+    """Whether ``source`` names a local path rather than a hub id (``name`` or ``owner/name``):
+    it starts like a path, has more than one slash, or ends in one of ``suffixes``."""
+    return (
+        source.startswith((".", "/", "~"))
+        or source.count("/") > 1
+        or (bool(suffixes) and source.lower().endswith(suffixes))
+    )
+
+
 def mask_url(url: str) -> str:
     """``url`` with any password replaced by ***: storage and tracking URLs are shown masked."""
     import re
