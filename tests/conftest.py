@@ -111,6 +111,14 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def source_cache(tmp_path_factory, monkeypatch) -> Path:
+    """In-memory datasets and models are written under one session folder, not ~/.cache."""
+    folder = tmp_path_factory.getbasetemp() / "source-cache"
+    monkeypatch.setenv("LORASEARCH_CACHE", str(folder))
+    return folder
+
+
+@pytest.fixture(autouse=True)
 def tracking_store(tmp_path, monkeypatch) -> str:
     """Each test's MLflow store lives in its own tmp folder, never in the working directory."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lorasearch.errors import LorasearchError
+from lorasearch.errors import LorasearchError, first_line, looks_like_path
 
 # Families of adaptable projections, checked in order; the first family present in the model wins.
 TARGET_FAMILIES: list[tuple[str, tuple[str, ...]]] = [
@@ -92,7 +92,7 @@ def _load_pretrained(source: str, label_names: list[str], trust_remote_code: boo
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = Path(source).expanduser()
-    if not path.exists() and (source.startswith((".", "/", "~")) or source.count("/") > 1):
+    if not path.exists() and looks_like_path(source):
         raise LorasearchError(f"model path not found: {source}")
     if path.exists() and not (path / "config.json").is_file():
         raise LorasearchError(f"{source} is not a model folder (no config.json)")
@@ -106,10 +106,12 @@ def _load_pretrained(source: str, label_names: list[str], trust_remote_code: boo
             label2id={name: i for i, name in enumerate(label_names)},
             trust_remote_code=trust_remote_code,
             dtype=torch.float32,
+            # A checkpoint that has a head for other labels loads too: the head is re-initialised
+            # for every trial anyway (init_head).
+            ignore_mismatched_sizes=True,
         )
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LorasearchError(f"cannot load model '{source}': {first}") from None
+        raise LorasearchError(f"cannot load model '{source}': {first_line(exc)}") from None
     if tokenizer.pad_token is None:  # decoder-only models (GPT-2, LLaMA) ship without one
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if model.config.pad_token_id is None:
@@ -174,7 +176,3 @@ def find_targets(model: nn.Module, head: list[str], targets: list[str] | None) -
 
 def _is_adaptable(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
-
-
-def count_params(module: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

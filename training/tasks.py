@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lorasearch.errors import LorasearchError
+from lorasearch.errors import LorasearchError, first_line, looks_like_path
 from lorasearch.training.metrics import METRICS
 
 DATA_EXTENSIONS = {
@@ -234,18 +234,9 @@ def _load_raw(spec: TaskSpec, source: str) -> dict:
     path = Path(source).expanduser()
     if path.exists():
         return {name: (_read_file(file), file.name) for name, file in _local_files(path).items()}
-    if _looks_like_path(source):
+    if looks_like_path(source, tuple(DATA_EXTENSIONS)):
         raise LorasearchError(f"data path not found: {source}")
     return _load_hub(spec, source)
-
-
-def _looks_like_path(source: str) -> bool:
-    """Hub ids are ``name`` or ``owner/name``; anything else that does not exist is a bad path."""
-    return (
-        source.startswith((".", "/", "~"))
-        or Path(source).suffix.lower() in DATA_EXTENSIONS
-        or source.count("/") > 1
-    )
 
 
 def _local_files(path: Path) -> dict[str, Path]:
@@ -284,7 +275,7 @@ def _read_file(path: Path):
     except Exception as exc:  # the loaders raise many types; the file is what the user can fix
         if _has_no_rows(path):
             raise LorasearchError(f"data file {path} is empty (no rows)") from None
-        raise LorasearchError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+        raise LorasearchError(f"cannot read {path}: {first_line(exc)}") from None
 
 
 def _has_no_rows(path: Path) -> bool:
@@ -305,9 +296,8 @@ def _load_hub(spec: TaskSpec, source: str) -> dict:
     try:
         loaded = datasets.load_dataset(source, config)
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise LorasearchError(
-            f"cannot load dataset '{source}' from the Hugging Face Hub ({first}); "
+            f"cannot load dataset '{source}' from the Hugging Face Hub ({first_line(exc)}); "
             "pass a local file or folder with --data"
         ) from None
     mapping = spec.hub_splits if source == spec.hub_id and spec.hub_splits else {}
