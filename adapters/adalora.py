@@ -7,20 +7,19 @@ each optimizer step, while the gradients it scores are still present.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-import torch
 from torch import nn
 
 from lorasearch.adapters.base import (
-    Adapter,
     AdapterConfig,
     InjectContext,
     ParamCounts,
     check,
-    head_param_count,
+    unwrapped_name,
 )
-from lorasearch.adapters.lora import uses_conv1d
+from lorasearch.adapters.knobs import float_range, int_range
+from lorasearch.adapters.peft_base import PeftAdapter, peft_fields
 from lorasearch.errors import LorasearchError
 
 
@@ -66,10 +65,26 @@ class AdaLoraConfig(AdapterConfig):
         check(0 < self.beta < 1, f"beta must be in (0, 1), got {self.beta}")
 
 
-class AdaLoraAdapter(Adapter):
+class AdaLoraAdapter(PeftAdapter):
     name = "adalora"
+    description = "AdaLoRA [Zhang et al. 2023]: ΔW = P·Λ·Q with an importance-driven rank budget — PEFT's AdaLoraConfig."
     config_class = AdaLoraConfig
     config: AdaLoraConfig
+    search_knobs = {
+        "target_rank": int_range(2, 32),
+        "init_rank_factor": float_range(1.0, 2.0, log=False),  # init_rank / target_rank
+        "lr": float_range(5e-4, 2e-2),  # Λ starts at zero: it wants more than LoRA (see its config)
+    }
+
+    @classmethod
+    def from_search(cls, drawn: dict[str, Any], total_steps: int) -> dict[str, Any]:
+        """``init_rank_factor`` becomes ``init_rank`` (never below ``target_rank``)."""
+        knobs = dict(drawn)
+        if "init_rank_factor" in knobs:
+            factor = knobs.pop("init_rank_factor")
+            target = knobs.get("target_rank", 8)
+            knobs["init_rank"] = max(target, round(factor * target))
+        return knobs
 
     def schedule(self, total_steps: int) -> tuple[int, int]:
         """(tinit, tfinal) in steps for a run of ``total_steps``."""
@@ -83,12 +98,15 @@ class AdaLoraAdapter(Adapter):
         return tinit, tfinal
 
     def inject(self, model: nn.Module, context: InjectContext) -> nn.Module:
+        _, tfinal = self.schedule(context.total_steps)
+        self._final_step = context.total_steps - tfinal
+        return super().inject(model, context)
+
+    def peft_config(self, model: nn.Module, context: InjectContext):
         from peft import AdaLoraConfig as PeftAdaLoraConfig
-        from peft import TaskType, get_peft_model
 
         tinit, tfinal = self.schedule(context.total_steps)
-        self._final_step = context.total_steps - tfinal
-        peft_config = PeftAdaLoraConfig(
+        return PeftAdaLoraConfig(
             target_r=self.config.target_rank,
             init_r=self.config.init_rank,
             lora_alpha=self.config.alpha,
@@ -100,13 +118,8 @@ class AdaLoraAdapter(Adapter):
             beta1=self.config.beta,
             beta2=self.config.beta,
             total_step=context.total_steps,
-            target_modules=list(context.target_modules),
-            modules_to_save=list(context.head_modules),
-            fan_in_fan_out=uses_conv1d(model, context.target_modules),
-            task_type=TaskType.SEQ_CLS,
+            **peft_fields(model, context),
         )
-        torch.manual_seed(context.seed)
-        return get_peft_model(model, peft_config)
 
     def after_step(self, model: nn.Module, step: int) -> None:
         model.base_model.update_and_allocate(step)
@@ -121,7 +134,7 @@ class AdaLoraAdapter(Adapter):
         ranks = {}
         for name, param in model.named_parameters():
             if "lora_E.default" in name:
-                key = name.removeprefix("base_model.model.")
+                key = unwrapped_name(name)
                 mask = pattern.get(key, pattern.get(key.replace(".default", "")))
                 ranks[name.removesuffix(".lora_E.default")] = (
                     int(sum(mask)) if mask is not None else param.shape[0]
@@ -133,13 +146,9 @@ class AdaLoraAdapter(Adapter):
         return {"final_ranks": ranks, "rank_sum": sum(ranks.values())}
 
     def counts(self, model: nn.Module, context: InjectContext) -> ParamCounts:
-        head = head_param_count(model, context.head_modules)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) - head
-        stored = 0
+        counts = super().counts(model, context)
+        stored = 0  # the export (PEFT's save_pretrained) prunes P, Λ, Q to the rank pattern
         for name, rank in self.final_ranks(model).items():
             layer = model.get_submodule(name)
             stored += rank * (layer.in_features + layer.out_features + 1)
-        return ParamCounts(adapter=trainable, head=head, stored=stored + head)
-
-    def export(self, model: nn.Module, directory: Path) -> None:
-        model.save_pretrained(str(directory))  # PEFT prunes P, Λ, Q to the rank pattern
+        return ParamCounts(adapter=counts.adapter, head=counts.head, stored=stored + counts.head)

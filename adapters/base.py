@@ -9,6 +9,11 @@ A variant is an :class:`Adapter` subclass with a config dataclass. The trainer o
   may read gradients or change frozen weights, e.g. AdaLoRA, Delta-LoRA),
 - :meth:`Adapter.checkpoint_state` / :meth:`Adapter.load_checkpoint_state` to keep the best-on-dev
   weights, :meth:`Adapter.counts` and :meth:`Adapter.export`.
+
+The class also describes itself, so nothing else keeps a table keyed by variant name: a one-line
+``description``, the ``search_knobs`` and their ranges, :meth:`Adapter.from_search` (searched
+values -> its own knobs), and how its export loads (``load_code``, :meth:`Adapter.load_export`).
+Register it with one line in ``lorasearch.adapters`` (``register``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from lorasearch.adapters.knobs import LR, Knob
 from lorasearch.errors import LorasearchError
+
+PEFT_LOAD_CODE = "from peft import PeftModel\nmodel = PeftModel.from_pretrained(base, ADAPTER_DIR)"
 
 
 @dataclass
@@ -93,10 +101,31 @@ class InjectContext:
 
 
 class Adapter(ABC):
-    """One adapter variant: how it wraps a model, trains, counts and exports."""
+    """One adapter variant: how it wraps a model, trains, counts and exports, and what it is."""
 
     name: ClassVar[str]
+    description: ClassVar[str]  # one line, printed by `lorasearch variants`
     config_class: ClassVar[type[AdapterConfig]] = AdapterConfig
+    # What the search draws, in this order (the order is part of a seeded study's draws).
+    search_knobs: ClassVar[dict[str, Knob]] = {"lr": LR}
+    load_code: ClassVar[str] = PEFT_LOAD_CODE  # the model card's lines loading an export
+
+    @classmethod
+    def from_search(cls, drawn: dict[str, Any], total_steps: int) -> dict[str, Any]:
+        """Searched values -> this variant's knobs (a fraction of the run becomes steps, …)."""
+        return dict(drawn)
+
+    @classmethod
+    def space_knobs(cls) -> set[str]:
+        """The knobs a space file may set: the config's, plus search-only ones."""
+        return set(cls.config_class.knob_names()) | set(cls.search_knobs)
+
+    @classmethod
+    def load_export(cls, base_model: nn.Module, directory: str | Path) -> nn.Module:
+        """An export of this variant on ``base_model``, ready for inference."""
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base_model, str(directory))
 
     def __init__(self, config: AdapterConfig):
         self.config = config

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lorasearch.adapters.base import InjectContext, ParamCounts, check
+from lorasearch.adapters.base import InjectContext, ParamCounts, check, unwrapped_name
+from lorasearch.adapters.knobs import LR, RANK, float_range
 from lorasearch.adapters.lora import LoraAdapter, RankConfig, lora_layers
 
 WEIGHTS_FILE = "delta_weights.safetensors"
@@ -40,8 +42,31 @@ class DeltaLoraConfig(RankConfig):
 
 class DeltaLoraAdapter(LoraAdapter):
     name = "delta_lora"
+    description = "Delta-LoRA [Zi et al. 2023]: LoRA that also moves the frozen weight."
     config_class = DeltaLoraConfig
     config: DeltaLoraConfig
+    search_knobs = {
+        "rank": RANK,
+        "lr": LR,
+        "delta_lambda": float_range(0.1, 2.0),
+        "delta_start": float_range(0.0, 0.3, log=False),  # fraction of the run's steps
+    }
+    load_code = (
+        "from lorasearch.adapters import load_delta_lora\n"
+        "model = load_delta_lora(base, ADAPTER_DIR)  # writes the moved weights, then PEFT"
+    )
+
+    @classmethod
+    def from_search(cls, drawn: dict[str, Any], total_steps: int) -> dict[str, Any]:
+        """A searched ``delta_start`` is a fraction of the run; the knob is a step."""
+        knobs = dict(drawn)
+        if isinstance(knobs.get("delta_start"), float):
+            knobs["delta_start"] = int(knobs["delta_start"] * total_steps)
+        return knobs
+
+    @classmethod
+    def load_export(cls, base_model: nn.Module, directory: str | Path) -> nn.Module:
+        return load_delta_lora(base_model, directory)
 
     def peft_overrides(self) -> dict:
         return {"lora_dropout": 0.0}
@@ -79,7 +104,7 @@ class DeltaLoraAdapter(LoraAdapter):
     def export(self, model: nn.Module, directory: Path) -> None:
         super().export(model, directory)
         weights = {
-            _base_name(name): layer.base_layer.weight.detach().contiguous().cpu()
+            f"{unwrapped_name(name)}.weight": layer.base_layer.weight.detach().contiguous().cpu()
             for name, layer in self._layers.items()
         }
         save_file(weights, str(directory / WEIGHTS_FILE))
@@ -89,10 +114,6 @@ def delta(layer: nn.Module) -> torch.Tensor:
     """s·B·A in the base weight's layout (PEFT transposes it for GPT-2's Conv1D)."""
     with torch.no_grad():
         return layer.get_delta_weight("default").detach().clone()
-
-
-def _base_name(peft_name: str) -> str:
-    return peft_name.removeprefix("base_model.model.") + ".weight"
 
 
 def load_delta_lora(base: nn.Module, directory: str | Path) -> nn.Module:

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import torch
 from torch import nn
 
-from lorasearch.adapters.base import (
-    Adapter,
-    AdapterConfig,
-    InjectContext,
-    ParamCounts,
-    check,
-    head_param_count,
-)
+from lorasearch.adapters.base import AdapterConfig, InjectContext, check
+from lorasearch.adapters.knobs import LR, RANK
+from lorasearch.adapters.peft_base import PeftAdapter, peft_fields
 
 
 @dataclass
@@ -48,7 +41,7 @@ class LoraConfig(RankConfig):
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class LoraAdapter(Adapter):
+class LoraAdapter(PeftAdapter):
     """Plain LoRA through PEFT, so exports load with ``PeftModel.from_pretrained``.
 
     Subclasses that are LoRA with a twist (DoRA, LoRA+, LoRA-FA, Delta-LoRA, LoRA-drop) change
@@ -56,8 +49,12 @@ class LoraAdapter(Adapter):
     """
 
     name = "lora"
+    description = (
+        "LoRA [Hu et al. 2021]: ΔW = (α/r)·B·A, A Kaiming-uniform, B = 0 — PEFT's LoraConfig."
+    )
     config_class = LoraConfig
     config: LoraConfig
+    search_knobs = {"rank": RANK, "lr": LR}
 
     def peft_overrides(self) -> dict:
         """Extra ``peft.LoraConfig`` fields this variant sets."""
@@ -65,37 +62,13 @@ class LoraAdapter(Adapter):
 
     def peft_config(self, model: nn.Module, context: InjectContext):
         from peft import LoraConfig as PeftLoraConfig
-        from peft import TaskType
 
-        knobs = dict(
+        knobs = peft_fields(model, context) | dict(
             r=self.config.rank,
             lora_alpha=self.config.alpha,
             lora_dropout=getattr(self.config, "dropout", 0.0),
-            target_modules=list(context.target_modules),
-            modules_to_save=list(context.head_modules),
-            fan_in_fan_out=uses_conv1d(model, context.target_modules),
-            task_type=TaskType.SEQ_CLS,
         )
         return PeftLoraConfig(**(knobs | self.peft_overrides()))
-
-    def inject(self, model: nn.Module, context: InjectContext) -> nn.Module:
-        from peft import get_peft_model
-
-        torch.manual_seed(context.seed)  # A's Kaiming init draws from the global generator
-        return get_peft_model(model, self.peft_config(model, context))
-
-    def counts(self, model: nn.Module, context: InjectContext) -> ParamCounts:
-        head = head_param_count(model, context.head_modules)
-        adapter = sum(p.numel() for p in model.parameters() if p.requires_grad) - head
-        return ParamCounts(adapter=adapter, head=head, stored=adapter + head)
-
-    def export(self, model: nn.Module, directory: Path) -> None:
-        model.save_pretrained(str(directory))
-
-
-def uses_conv1d(model: nn.Module, targets: list[str]) -> bool:
-    """GPT-2's Conv1D stores weights transposed; PEFT must be told (fan_in_fan_out)."""
-    return any(type(model.get_submodule(t)).__name__ == "Conv1D" for t in targets)
 
 
 def lora_layers(model: nn.Module) -> dict[str, nn.Module]:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lorasearch.adapters.base import InjectContext, ParamCounts, check
+from lorasearch.adapters.base import InjectContext, ParamCounts, check, unwrapped_name
+from lorasearch.adapters.knobs import float_range
 from lorasearch.adapters.lora import LoraAdapter, LoraConfig, lora_layers
 from lorasearch.errors import LorasearchError
 
@@ -51,8 +52,12 @@ class LoraDropConfig(LoraConfig):
 
 class LoraDropAdapter(LoraAdapter):
     name = "lora_drop"
+    description = (
+        "LoRA-drop [Zhou et al. 2024]: keep own LoRA only where its output matters; share the rest."
+    )
     config_class = LoraDropConfig
     config: LoraDropConfig
+    search_knobs = LoraAdapter.search_knobs | {"drop_threshold": float_range(0.5, 0.99, log=False)}
 
     def __init__(self, config: LoraDropConfig):
         super().__init__(config)
@@ -88,7 +93,7 @@ class LoraDropAdapter(LoraAdapter):
         kept = set(self.kept)
         shared: dict[tuple[int, int], tuple[nn.Parameter, nn.Parameter]] = {}
         for name, layer in lora_layers(model).items():
-            if _target_name(name) in kept:
+            if unwrapped_name(name) in kept:
                 continue
             a, b = layer.lora_A["default"], layer.lora_B["default"]
             shape = (a.in_features, b.out_features)
@@ -141,7 +146,7 @@ def module_importance(model: nn.Module, batches) -> dict[str, float]:
         for handle in handles:
             handle.remove()
     total = sum(totals.values()) or 1.0
-    return {_target_name(name): value / total for name, value in totals.items()}
+    return {unwrapped_name(name): value / total for name, value in totals.items()}
 
 
 def select_modules(importance: dict[str, float], threshold: float) -> list[str]:
@@ -153,7 +158,3 @@ def select_modules(importance: dict[str, float], threshold: float) -> list[str]:
         kept.append(name)
         cumulative += value
     return kept
-
-
-def _target_name(peft_name: str) -> str:
-    return peft_name.removeprefix("base_model.model.")

@@ -14,6 +14,7 @@ from lorasearch.adapters.lora import LoraAdapter, lora_layers
 
 class LoraFaAdapter(LoraAdapter):
     name = "lora_fa"
+    description = "LoRA-FA [Zhang et al. 2023]: A frozen after its random init, only B (and the head) trained."
 
     def inject(self, model: nn.Module, context: InjectContext) -> nn.Module:
         model = super().inject(model, context)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from lorasearch.adapters.base import check
+from lorasearch.adapters.knobs import RANK, float_range
 from lorasearch.adapters.lora import LoraAdapter, LoraConfig
 
 
@@ -33,8 +34,10 @@ class LoraPlusConfig(LoraConfig):
 
 class LoraPlusAdapter(LoraAdapter):
     name = "lora_plus"
+    description = "LoRA+ [Hayou et al. 2024]: LoRA whose B learns lr_ratio times faster than A."
     config_class = LoraPlusConfig
     config: LoraPlusConfig
+    search_knobs = {"rank": RANK, "lr": float_range(5e-5, 2e-3), "lr_ratio": float_range(2, 64)}
 
     def param_groups(self, model: nn.Module) -> list[dict]:
         groups = {"lora_A": [], "lora_B": [], "head": []}

@@ -6,20 +6,12 @@ PEFT's ``VeraConfig``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import torch
 from torch import nn
 
-from lorasearch.adapters.base import (
-    Adapter,
-    AdapterConfig,
-    InjectContext,
-    ParamCounts,
-    check,
-    head_param_count,
-)
-from lorasearch.adapters.lora import uses_conv1d
+from lorasearch.adapters.base import AdapterConfig, InjectContext, check
+from lorasearch.adapters.knobs import float_range, int_range
+from lorasearch.adapters.peft_base import PeftAdapter, peft_fields
 
 
 @dataclass
@@ -41,13 +33,18 @@ class VeraConfig(AdapterConfig):
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class VeraAdapter(Adapter):
+class VeraAdapter(PeftAdapter):
     name = "vera"
+    description = "VeRA [Kopiczko et al. 2023]: ΔW·x = Λ_b·B·Λ_d·A·x, one frozen random A, B shared by all layers."
     config_class = VeraConfig
     config: VeraConfig
+    search_knobs = {
+        "vera_rank": int_range(16, 1024),
+        "d_init": float_range(0.01, 1.0),
+        "lr": float_range(1e-3, 5e-2),
+    }
 
     def peft_config(self, model: nn.Module, context: InjectContext):
-        from peft import TaskType
         from peft import VeraConfig as PeftVeraConfig
 
         return PeftVeraConfig(
@@ -56,22 +53,5 @@ class VeraAdapter(Adapter):
             vera_dropout=self.config.dropout,
             projection_prng_key=context.seed,
             save_projection=False,  # the export stores the seed, not A and B
-            target_modules=list(context.target_modules),
-            modules_to_save=list(context.head_modules),
-            fan_in_fan_out=uses_conv1d(model, context.target_modules),
-            task_type=TaskType.SEQ_CLS,
+            **peft_fields(model, context),
         )
-
-    def inject(self, model: nn.Module, context: InjectContext) -> nn.Module:
-        from peft import get_peft_model
-
-        torch.manual_seed(context.seed)
-        return get_peft_model(model, self.peft_config(model, context))
-
-    def counts(self, model: nn.Module, context: InjectContext) -> ParamCounts:
-        head = head_param_count(model, context.head_modules)
-        vectors = sum(p.numel() for p in model.parameters() if p.requires_grad) - head
-        return ParamCounts(adapter=vectors, head=head, stored=vectors + head)
-
-    def export(self, model: nn.Module, directory: Path) -> None:
-        model.save_pretrained(str(directory))

@@ -22,16 +22,15 @@ from optuna.trial import TrialState
 
 from lorasearch._quiet import quiet_libraries
 from lorasearch.errors import run_script
+from lorasearch.search.config import Fixed, SearchConfig
 from lorasearch.search.early_stop import Finished, stop_reason
+from lorasearch.search.objective import finished_trials
 from lorasearch.search.pareto import hypervolume
-from lorasearch.search.study import (
-    Fixed,
-    SearchConfig,
-    finished_trials,
-    load_study,
-    run_search,
-)
+from lorasearch.search.records import StudyRecord, trial_records
+from lorasearch.search.storage import load_study
+from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
+from lorasearch.tracking import NoTracking
 from lorasearch.training.tasks import data_root
 from lorasearch.training.trainer import TrainConfig
 from lorasearch.training.trial import DataConfig, ModelConfig
@@ -54,11 +53,11 @@ def replay(trials, finished: dict[int, Finished], dev_size: int, z: float, margi
             None,
         )
         if stopped is None:
-            used += t.user_attrs["steps_used"]
+            used += t.steps_used
             ahead.append(mine)
             kept.append(t)
         else:  # LoRA-drop's preliminary pass is in steps_used, beyond the curve's last step
-            used += stopped + t.user_attrs["steps_used"] - max(mine.curve)
+            used += stopped + t.steps_used - max(mine.curve)
     return used, kept
 
 
@@ -91,22 +90,21 @@ def main() -> None:
                 space=SearchSpace.default(),
                 storage=f"sqlite:///{Path(scratch) / 'replay.db'}",
                 study_name=args.study,
-                tracking=False,
                 early_stop=False,
             )
-            study = run_search(fixed, search)
-        fixed = Fixed.from_json(study.user_attrs["fixed"])
-        steps, dev_size = fixed.train.steps, fixed.data.eval_samples or 0
-        chance, full = study.user_attrs["chance"], study.user_attrs["full_params"]
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            study = run_search(fixed, search, tracker=NoTracking())
+        record = StudyRecord.of(study)
+        steps, dev_size = record.fixed.train.steps, record.fixed.data.eval_samples or 0
+        chance, full = record.chance, record.full_params
+        trials = trial_records(study, states=(TrialState.COMPLETE,))
         finished = {f.number: f for f in finished_trials(study)}
     print(f"{len(trials)} trials of {steps} steps, dev = {dev_size} examples\n")
     print("| trial | variant | trainable params | dev curve | best |")
     print("|---|---|---|---|---|")
     for t in trials:
         curve = " ".join(f"{v:.3f}" for _, v in sorted(finished[t.number].curve.items()))
-        print(f"| {t.number} | {t.user_attrs['variant']} | {int(t.values[1]):,} | {curve} | {t.values[0]:.3f} |")  # fmt: skip
-    total = sum(t.user_attrs["steps_used"] for t in trials)
+        print(f"| {t.number} | {t.variant} | {int(t.values[1]):,} | {curve} | {t.values[0]:.3f} |")  # fmt: skip
+    total = sum(t.steps_used for t in trials)
     whole = hypervolume(trials, chance, full)
     print("\n| z | margin | steps saved | hypervolume / without early stopping |")
     print("|---|---|---|---|")

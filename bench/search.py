@@ -26,8 +26,12 @@ from pathlib import Path
 
 from lorasearch._quiet import quiet_libraries
 from lorasearch.errors import run_script
-from lorasearch.search.study import Fixed, SearchConfig, run_search, study_report
+from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.records import trial_records
+from lorasearch.search.report import study_report
+from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
+from lorasearch.tracking import make_tracking
 from lorasearch.training.tasks import data_root
 from lorasearch.training.trainer import TrainConfig
 from lorasearch.training.trial import DataConfig, ModelConfig, load_data
@@ -65,18 +69,18 @@ def study(
         space=SearchSpace.default(),
         storage=f"sqlite:///{folder / 'bench.db'}",
         study_name=name,
-        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
         **config,
     )
     start, began = time.perf_counter(), datetime.datetime.now()
-    result = run_search(fixed(args.steps, args.eval_samples), search)
+    tracker = make_tracking(f"sqlite:///{folder / 'mlflow.db'}")
+    result = run_search(fixed(args.steps, args.eval_samples), search, tracker=tracker)
     wall = time.perf_counter() - start
     timed = [t for t in result.trials if t.datetime_start and t.datetime_complete]
     report = study_report(result)
-    report["train_time_s"] = sum(t.user_attrs.get("train_time_s", 0.0) for t in result.trials)
-    report["trial_time_s"] = sum(t.user_attrs.get("wall_time_s", 0.0) for t in result.trials)
-    report["eval_time_s"] = sum(t.user_attrs.get("eval_time_s", 0.0) for t in result.trials)
-    report["prepare_time_s"] = sum(t.user_attrs.get("prepare_time_s", 0.0) for t in result.trials)
+    trials = trial_records(result)
+    for key in ("train_time_s", "eval_time_s", "prepare_time_s"):
+        report[key] = sum(getattr(t, key) or 0.0 for t in trials)
+    report["trial_time_s"] = sum(t.wall_time_s or 0.0 for t in trials)
     # Where the rest goes: before the first trial (imports, data and model loading, storage and
     # MLflow set-up); inside trials but outside the trainer's measured parts (model copy,
     # injection, export, MLflow per trial); between trials (Optuna, hypervolume, plots).
@@ -88,9 +92,7 @@ def study(
     report["trials_timed"] = len(timed)
     task = load_data(fixed(args.steps, args.eval_samples).data)
     report["eval_examples"] = sum(
-        len(t.user_attrs.get("curve", {})) * len(task.dev) + len(task.test)
-        for t in result.trials
-        if "test_metric" in t.user_attrs
+        len(t.curve) * len(task.dev) + len(task.test) for t in trials if t.test_metric is not None
     )
     report["test_size"], report["dev_size"] = len(task.test), len(task.dev)
     print(f"{name}: {len(result.trials)} trials in {wall:.0f} s", file=sys.stderr, flush=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 import optuna
 
 from lorasearch.errors import run_script
+from lorasearch.search.records import TrialRecord
 
 DATA = Path(os.environ.get("LORASEARCH_DATA", Path(__file__).parents[1] / ".." / "shared" / "data"))
 
@@ -80,7 +81,7 @@ def run(workers: int, args, storage: str, tracking: str, folder: Path) -> dict:
         "wall_s": wall,
         "trials_per_hour_wall": 3600 * len(ended) / wall,
         "trials_per_hour_steady": 3600 * len(ended) / busy,
-        "by_worker": sorted({t.user_attrs.get("worker") for t in ended}),
+        "by_worker": sorted({TrialRecord.of(t).worker for t in ended}),
     }
 
 

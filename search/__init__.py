@@ -1,1 +1,2 @@
-"""The Optuna study: objective, samplers, early stopping, workers, Pareto selection."""
+"""The Optuna study, split by job: config, storage, samplers, records (the stored keys), objective,
+report, the run loop (study), early stopping, Pareto selection and refits."""

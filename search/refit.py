@@ -15,7 +15,7 @@ import optuna
 
 from lorasearch.adapters import build_adapter
 from lorasearch.errors import LorasearchError
-from lorasearch.search.study import Fixed
+from lorasearch.search import records
 from lorasearch.training.trainer import TrainResult
 from lorasearch.training.trial import Trial, run_trial
 
@@ -60,14 +60,15 @@ def refit_front(
         raise LorasearchError(f"--seeds must be >= 1, got {seeds}")
     if steps is not None and steps < 1:
         raise LorasearchError(f"--steps must be >= 1, got {steps}")
-    if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+    front = records.front(study)
+    if not front:
         raise LorasearchError(f"study '{study.study_name}' has no finished trial to refit")
-    fixed = Fixed.from_json(study.user_attrs["fixed"])
+    fixed = records.StudyRecord.of(study).fixed
     # A new budget gets the default evaluation cadence; the search's budget keeps the search's.
     train = replace(fixed.train, steps=steps, eval_every=None) if steps else fixed.train
     refits = []
-    for trial in sorted(study.best_trials, key=lambda t: t.values[1]):
-        variant, knobs = trial.user_attrs["variant"], trial.user_attrs["knobs"]
+    for trial in sorted(front, key=lambda t: t.values[1]):
+        variant, knobs = trial.variant, trial.knobs
         refit = Refit(trial.number, variant, knobs, trial.values[0])
         for seed in range(seeds):
             if on_run:

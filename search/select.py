@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
 from lorasearch.adapters import build_adapter
 from lorasearch.errors import LorasearchError
-from lorasearch.search.study import Fixed
+from lorasearch.search import records
+from lorasearch.search.records import StudyRecord, TrialRecord
 from lorasearch.training.trainer import TrainResult
 from lorasearch.training.trial import Trial, run_trial
 
@@ -26,10 +26,9 @@ RULES = ("best", "knee")
 
 @dataclass
 class Choice:
-    """The chosen trial, the front it came from, and the reason in one sentence."""
+    """The chosen trial, the rule that chose it, and the reason in one sentence."""
 
-    trial: FrozenTrial
-    candidates: list[FrozenTrial]
+    trial: TrialRecord
     rule: str
     why: str
 
@@ -40,10 +39,10 @@ def choose(study: optuna.Study, max_params: int | None = None, rule: str = "best
         raise LorasearchError(f"unknown --rule '{rule}'; use {' or '.join(RULES)}")
     if max_params is not None and max_params < 1:
         raise LorasearchError(f"--max-params must be >= 1, got {max_params}")
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    front = sorted(records.front(study), key=lambda t: (t.values[1], -t.values[0]))
+    if not front:
         raise LorasearchError(f"study '{study.study_name}' has no finished trial to choose from")
-    metric = study.user_attrs.get("metric_name", "metric")
-    front = sorted(study.best_trials, key=lambda t: (t.values[1], -t.values[0]))
+    metric = records.metric_name(study) or "metric"
     within = [t for t in front if max_params is None or t.values[1] <= max_params]
     if not within:
         smallest = front[0]
@@ -64,10 +63,10 @@ def choose(study: optuna.Study, max_params: int | None = None, rule: str = "best
         why = f"the highest dev {metric} among the {len(within)} front configuration(s){budget}"
         if rule == "knee":
             why += " (the front has no knee: no point lies above the line joining its ends)"
-    return Choice(chosen, within, rule, why)
+    return Choice(chosen, rule, why)
 
 
-def _knee(front: list[FrozenTrial]) -> FrozenTrial | None:
+def _knee(front: list[TrialRecord]) -> TrialRecord | None:
     xs = [math.log10(max(t.values[1], 1)) for t in front]
     ys = [t.values[0] for t in front]
     span_x, span_y = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
@@ -82,9 +81,9 @@ def _knee(front: list[FrozenTrial]) -> FrozenTrial | None:
     return front[best] if distance(points[best]) > 0 else None
 
 
-def retrain(study: optuna.Study, trial: FrozenTrial, export_dir: Path) -> TrainResult:
+def retrain(study: optuna.Study, trial: TrialRecord, export_dir: Path) -> TrainResult:
     """Train ``trial``'s configuration again exactly as the search did, exporting it."""
-    fixed = Fixed.from_json(study.user_attrs["fixed"])
-    adapter = build_adapter(trial.user_attrs["variant"], **copy.deepcopy(trial.user_attrs["knobs"]))
+    fixed = StudyRecord.of(study).fixed
+    adapter = build_adapter(trial.variant, **copy.deepcopy(trial.knobs))
     spec = Trial(fixed.data, fixed.model, adapter, fixed.train)
     return run_trial(spec, export_dir=export_dir)

@@ -1,8 +1,10 @@
 """The searchable knobs of every variant: ranges from the papers, narrowed or fixed by the user.
 
-Define-by-run: :meth:`SearchSpace.suggest` draws the variant, then only that variant's knobs, so
-conditions are plain code. Optuna parameter names are ``variant.knob`` so each variant's knobs
-form their own group for TPE (``group=True``).
+Each variant declares its knobs, their ranges and how drawn values become its own knobs
+(``search_knobs``, ``from_search`` on its class); this module reads them from the registry when
+it runs. Define-by-run: :meth:`SearchSpace.suggest` draws the variant, then only that variant's
+knobs, so conditions are plain code. Optuna parameter names are ``variant.knob`` so each
+variant's knobs form their own group for TPE (``group=True``).
 """
 
 from __future__ import annotations
@@ -16,65 +18,9 @@ from typing import Any
 
 import optuna
 
-from lorasearch.adapters import build_adapter, get_variant
-from lorasearch.errors import LorasearchError
-
-
-@dataclass(frozen=True)
-class Knob:
-    """One searchable knob: an int or float range (optionally log-scaled), or a fixed value."""
-
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    integer: bool = False
-    fixed: Any = None
-
-    def suggest(self, trial: optuna.Trial, name: str) -> Any:
-        if self.fixed is not None:
-            return self.fixed
-        if self.integer:
-            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(name, self.low, self.high, log=self.log)
-
-    def describe(self) -> str:
-        if self.fixed is not None:
-            return f"= {self.fixed}"
-        kind = "int" if self.integer else "float"
-        return f"{kind} [{self.low:g}, {self.high:g}]{' log' if self.log else ''}"
-
-
-def _int(low: int, high: int, log: bool = True) -> Knob:
-    return Knob(low, high, log=log, integer=True)
-
-
-def _float(low: float, high: float, log: bool = True) -> Knob:
-    return Knob(low, high, log=log)
-
-
-_RANK = _int(2, 64)
-_LR = _float(1e-4, 5e-3)
-
-# Paper-informed defaults (../shared/docs/variants.md): each variant's own knobs and ranges.
-DEFAULT_KNOBS: dict[str, dict[str, Knob]] = {
-    "lora": {"rank": _RANK, "lr": _LR},
-    "lora_plus": {"rank": _RANK, "lr": _float(5e-5, 2e-3), "lr_ratio": _float(2, 64)},
-    "vera": {"vera_rank": _int(16, 1024), "d_init": _float(0.01, 1.0), "lr": _float(1e-3, 5e-2)},
-    "lora_fa": {"rank": _RANK, "lr": _LR},
-    "lora_drop": {"rank": _RANK, "lr": _LR, "drop_threshold": _float(0.5, 0.99, log=False)},
-    "adalora": {
-        "target_rank": _int(2, 32),
-        "init_rank_factor": _float(1.0, 2.0, log=False),
-        "lr": _float(5e-4, 2e-2),  # Λ starts at zero: it wants more than LoRA (see its config)
-    },
-    "dora": {"rank": _RANK, "lr": _LR},
-    "delta_lora": {
-        "rank": _RANK,
-        "lr": _LR,
-        "delta_lambda": _float(0.1, 2.0),
-        "delta_start": _float(0.0, 0.3, log=False),  # fraction of the run's steps
-    },
-}
+from lorasearch.adapters import VARIANTS, get_variant
+from lorasearch.adapters.knobs import Knob
+from lorasearch.errors import LorasearchError, first_line
 
 
 @dataclass
@@ -85,10 +31,9 @@ class SearchSpace:
 
     @classmethod
     def default(cls, variants: list[str] | None = None) -> SearchSpace:
-        chosen = variants or list(DEFAULT_KNOBS)
-        for name in chosen:
-            get_variant(name)  # one clear error for an unknown name
-        return cls({name: dict(DEFAULT_KNOBS[name]) for name in chosen})
+        """Every registered variant (or those in ``variants``) with its own search knobs."""
+        chosen = variants or list(VARIANTS)
+        return cls({name: dict(get_variant(name).search_knobs) for name in chosen})
 
     @property
     def variants(self) -> list[str]:
@@ -105,7 +50,7 @@ class SearchSpace:
             name: knob.suggest(trial, f"{variant}.{name}")
             for name, knob in self.knobs[variant].items()
         }
-        return variant, to_adapter_knobs(variant, drawn, total_steps)
+        return variant, get_variant(variant).from_search(drawn, total_steps)
 
     def smallest(self, variant: str, total_steps: int) -> dict[str, Any]:
         """The variant's knobs at the low end of every range: its fewest parameters."""
@@ -115,7 +60,7 @@ class SearchSpace:
             else (int(knob.low) if knob.integer else knob.low)
             for name, knob in self.knobs[variant].items()
         }
-        return to_adapter_knobs(variant, drawn, total_steps)
+        return get_variant(variant).from_search(drawn, total_steps)
 
     def describe(self) -> dict[str, dict[str, str]]:
         return {v: {k: knob.describe() for k, knob in ks.items()} for v, ks in self.knobs.items()}
@@ -136,15 +81,15 @@ class SearchSpace:
         for section, entries in overrides.items():
             if section == "variants":
                 continue
-            if section != "all" and section not in DEFAULT_KNOBS:
+            if section != "all" and section not in VARIANTS:
                 raise LorasearchError(f"space file: unknown variant '{section}'")
             if not isinstance(entries, dict):
                 raise LorasearchError(f"space file: [{section}] must be a table of knobs")
             targets = self.variants if section == "all" else [section]
             for knob, value in entries.items():
-                holders = [v for v in targets if knob in _known(v)]
+                holders = [v for v in targets if knob in get_variant(v).space_knobs()]
                 if not holders:
-                    known = sorted(set().union(*(_known(v) for v in targets)))
+                    known = sorted(set().union(*(get_variant(v).space_knobs() for v in targets)))
                     raise LorasearchError(
                         f"space file: '{knob}' is not a knob of {section} (knobs: {', '.join(known)})"
                     )
@@ -164,8 +109,9 @@ class SearchSpace:
                     for name, knob in knobs.items()
                 }
                 drawn = {k: int(v) if knobs[k].integer else v for k, v in drawn.items()}
+                adapter_class = get_variant(variant)
                 try:
-                    build_adapter(variant, **to_adapter_knobs(variant, drawn, total_steps))
+                    adapter_class.from_knobs(**adapter_class.from_search(drawn, total_steps))
                 except LorasearchError as exc:
                     raise LorasearchError(f"search space for {variant}: {exc}") from None
 
@@ -186,34 +132,11 @@ def load_space_file(path: str | Path, variants: list[str] | None) -> SearchSpace
         else:
             raise LorasearchError(f"space file must be .toml, .yaml or .yml: {path}")
     except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise LorasearchError(
-            f"cannot parse space file {path}: {str(exc).splitlines()[0]}"
-        ) from None
+        raise LorasearchError(f"cannot parse space file {path}: {first_line(exc)}") from None
     file_variants = raw.get("variants")
     if isinstance(file_variants, str):
         file_variants = [v.strip() for v in file_variants.split(",")]
     return SearchSpace.default(variants or file_variants).override(raw)
-
-
-def to_adapter_knobs(variant: str, drawn: dict[str, Any], total_steps: int) -> dict[str, Any]:
-    """Search knobs -> the adapter's own knobs (derived ones resolved against the run)."""
-    knobs = dict(drawn)
-    if variant == "adalora" and "init_rank_factor" in knobs:
-        factor = knobs.pop("init_rank_factor")
-        knobs["init_rank"] = max(
-            knobs.get("target_rank", 8), round(factor * knobs.get("target_rank", 8))
-        )
-    if variant == "delta_lora" and isinstance(knobs.get("delta_start"), float):
-        knobs["delta_start"] = int(knobs["delta_start"] * total_steps)
-    return knobs
-
-
-_DERIVED = {"adalora": {"init_rank_factor"}}
-
-
-def _known(variant: str) -> set[str]:
-    """The knobs a space file may set for ``variant``: its adapter's, plus derived ones."""
-    return set(get_variant(variant).config_class.knob_names()) | _DERIVED.get(variant, set())
 
 
 def _is_int_knob(variant: str, knob: str) -> bool:

@@ -16,9 +16,11 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from lorasearch.cli import main
-from lorasearch.search.study import Fixed, SearchConfig, retried_trial_number, run_search
+from lorasearch.search import objective as objective_module
+from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.records import StudyRecord, TrialRecord, trial_records
+from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
-from lorasearch.tracking.runs import RUN_ATTR
 from lorasearch.training import trainer as trainer_module
 from lorasearch.training.trainer import TrainConfig
 from lorasearch.training.trial import DataConfig, ModelConfig
@@ -107,13 +109,14 @@ def test_two_workers_finish_one_postgres_study_with_the_exact_trial_count(
         assert "MLflow tracking at" not in err, err  # tracking never switched off
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
-    assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both did work
+    trials = trial_records(study)
+    assert len({t.worker for t in trials}) == 2  # both did work
     runs = _runs(tracking, "shared")
     parents = [r for r in runs if r.data.tags.get("lorasearch.role") == "study"]
     children = [r for r in runs if r.data.tags.get("lorasearch.role") == "trial"]
     assert len(parents) == 1 and len(children) == 6
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
-    assert {r.info.run_id for r in children} == {t.user_attrs[RUN_ATTR] for t in study.trials}
+    assert {r.info.run_id for r in children} == {t.run_id for t in trials}
 
 
 def _two_lora_trials(toy_data, tiny_bert, tmp_path) -> optuna.Study:
@@ -155,13 +158,14 @@ def test_kill_9_mid_trial_then_the_same_command_completes_the_study(toy_data, ti
     assert sum(s in ENDED for s in states) == 3  # the requested number, completed
     killed = study.trials[1]
     assert killed.state == TrialState.FAIL
-    retries = [t for t in study.trials if retried_trial_number(t) == 1]
+    retries = [t for t in study.trials if TrialRecord.of(t).retry_of == 1]
     assert len(retries) == 1 and retries[0].params == killed.params  # retried once
+    assert TrialRecord.of(retries[0]).reason.startswith("retry of trial 1")
     runs = {r.info.run_id: r for r in _runs(uri, "k")}
-    assert runs[killed.user_attrs[RUN_ATTR]].info.status == "FAILED"
+    assert runs[TrialRecord.of(killed).run_id].info.status == "FAILED"
     assert not [r for r in runs.values() if r.info.status == "RUNNING"]
-    assert all(runs[t.user_attrs[RUN_ATTR]].info.status == "FINISHED" for t in study.trials
-               if t.state == TrialState.COMPLETE)  # fmt: skip
+    assert all(runs[t.run_id].info.status == "FINISHED" for t in trial_records(study)
+               if t.state == "COMPLETE")  # fmt: skip
 
 
 def test_ctrl_c_ends_the_trial_keeps_the_study_consistent_and_exits_130(
@@ -182,7 +186,7 @@ def test_ctrl_c_ends_the_trial_keeps_the_study_consistent_and_exits_130(
     assert "Traceback" not in err
     study = optuna.load_study(study_name="c", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.FAIL]
-    assert study.trials[0].user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
+    assert TrialRecord.of(study.trials[0]).reason == "interrupted (Ctrl-C)"
     runs = _runs(uri, "c")
     child = next(r for r in runs if r.data.tags.get("lorasearch.role") == "trial")
     parent = next(r for r in runs if r.data.tags.get("lorasearch.role") == "study")
@@ -203,7 +207,7 @@ def test_non_finite_loss_fails_the_trial_at_once_and_the_study_goes_on(
     monkeypatch.setattr(trainer_module.Stepper, "step", poisoned)
     first, second = _two_lora_trials(toy_data, tiny_bert, tmp_path).trials
     assert first.state == TrialState.FAIL
-    assert first.user_attrs["fail_reason"] == "non-finite loss (nan) at step 3"
+    assert TrialRecord.of(first).reason == "non-finite loss (nan) at step 3"
     assert second.state == TrialState.COMPLETE
     assert len(calls) == 3 + 10  # the bad trial stopped at its 3rd step
 
@@ -300,17 +304,15 @@ def test_worker_joins_a_study_with_its_task_space_and_sampler(toy_data, tiny_ber
                  "--device", "cpu", "--no-tracking"]) == 0  # fmt: skip
     study = optuna.load_study(study_name="w", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
-    assert {t.user_attrs["variant"] for t in study.trials} == {"lora"}  # the study's space
-    assert json.loads(study.user_attrs["search"])["sampler"] == "random"
+    assert {t.variant for t in trial_records(study)} == {"lora"}  # the study's space
+    assert StudyRecord.of(study).settings["sampler"] == "random"
     assert main(["worker", "--study", "w", "--storage", storage]) == 2  # neither count given
 
 
 def test_out_of_memory_fails_the_trial_with_its_reason_and_the_next_one_runs(
     toy_data, tiny_bert, tmp_path, monkeypatch
 ):
-    from lorasearch.search import study as study_module
-
-    real, released, calls = study_module.run_trial, [], []
+    real, released, calls = objective_module.run_trial, [], []
 
     def first_runs_out(spec, **kwargs):
         calls.append(spec)
@@ -318,11 +320,11 @@ def test_out_of_memory_fails_the_trial_with_its_reason_and_the_next_one_runs(
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(spec, **kwargs)
 
-    monkeypatch.setattr(study_module, "run_trial", first_runs_out)
-    monkeypatch.setattr(study_module, "_release_memory", lambda: released.append(True))
+    monkeypatch.setattr(objective_module, "run_trial", first_runs_out)
+    monkeypatch.setattr(objective_module, "_release_memory", lambda: released.append(True))
     first, second = _two_lora_trials(toy_data, tiny_bert, tmp_path).trials
     assert first.state == TrialState.FAIL
-    assert first.user_attrs["fail_reason"] == (
+    assert TrialRecord.of(first).reason == (
         "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"
     )
     assert released == [True]  # memory released once, for the failed trial

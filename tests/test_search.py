@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import optuna
 import pytest
@@ -10,10 +11,14 @@ from lorasearch.adapters import VARIANTS, build_adapter
 from lorasearch.cli import main
 from lorasearch.errors import LorasearchError
 from lorasearch.search import early_stop
-from lorasearch.search import study as study_module
+from lorasearch.search import objective as objective_module
+from lorasearch.search.config import Fixed, SearchConfig
 from lorasearch.search.early_stop import Finished, stop_reason
 from lorasearch.search.pareto import hypervolume
-from lorasearch.search.study import Fixed, SearchConfig, load_study, run_search, study_report
+from lorasearch.search.records import StudyRecord, TrialRecord, front, trial_records
+from lorasearch.search.report import study_report
+from lorasearch.search.storage import load_study
+from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace, load_space_file
 from lorasearch.training.trainer import TrainConfig
 from lorasearch.training.trial import (
@@ -122,16 +127,23 @@ def test_budget_rejects_without_training(toy_data, tiny_bert, tmp_path, monkeypa
     ).trainable
     trained = []
     monkeypatch.setattr(
-        study_module, "run_trial", lambda spec, **kw: trained.append(spec) or run_trial(spec, **kw)
+        objective_module,
+        "run_trial",
+        lambda spec, **kw: trained.append(spec) or run_trial(spec, **kw),
     )
-    study = _search(fixed, tmp_path, 6, variants=["lora"], max_params=smallest)
-    over = [t for t in study.trials if t.user_attrs["planned_params"] > smallest]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        study = _search(fixed, tmp_path, 6, variants=["lora"], max_params=smallest)
+    assert not [w for w in caught if "constraints_func" in str(w.message)]  # Optuna 5's way
+    over = [t for t in trial_records(study) if t.planned_params > smallest]
     assert over, "the draw should include configurations over the budget"
     for trial in over:
-        assert trial.state.name == "PRUNED" and "over budget" in trial.user_attrs["prune_reason"]
-        assert trial.user_attrs["steps_used"] == 0
-        # the sampler sees the violation as a constraint
-        assert trial.user_attrs["over_budget"] == trial.user_attrs["planned_params"] - smallest
+        assert trial.state == "PRUNED" and "over budget" in trial.reason
+        assert trial.steps_used == 0
+    # every trial tells the sampler how far over the budget it is (a constraint: <= 0 fits)
+    for trial in study.trials:
+        planned = TrialRecord.of(trial).planned_params
+        assert trial.constraints == {"max_params": planned - smallest}
     assert len(trained) == len(study.trials) - len(over)  # only configurations that fit trained
     # A budget below every configuration of the space is refused before any study exists.
     with pytest.raises(LorasearchError, match="below the smallest configuration in the space"):
@@ -149,30 +161,24 @@ def test_early_stopping_stops_exactly_the_trials_the_rule_names(toy_data, tiny_b
         study.enqueue_trial({"lora.rank": rank, "lora.lr": 1e-4})  # slow learners
     fixed = _fixed(toy_data, tiny_bert, steps=60, eval_every=20)
     study = _search(fixed, tmp_path, 4, name="es", variants=["lora"], margin=0.05)
-    trials = sorted(study.trials, key=lambda t: t.number)
-    states = [t.state.name for t in trials]
+    trials = trial_records(study)
+    states = [t.state for t in trials]
     # The slow ones at least as large as trial 0 stop; the cheaper slow one may not be stopped.
     assert states == ["COMPLETE", "PRUNED", "PRUNED", "COMPLETE"], states
     for trial in trials:  # replay the rule on the recorded curves, trial by trial
         before = [
-            Finished(
-                t.number,
-                int(t.values[1]),
-                {int(k): v for k, v in t.user_attrs["curve"].items()},
-                t.values[0],
-            )
+            Finished(t.number, int(t.values[1]), t.curve, t.values[0])
             for t in trials
-            if t.number < trial.number and t.state.name == "COMPLETE"
+            if t.number < trial.number and t.state == "COMPLETE"
         ]
-        curve = {int(k): v for k, v in trial.user_attrs["curve"].items()}
-        params = trial.user_attrs["planned_params"]
+        curve, params = trial.curve, trial.planned_params
         dev_size = len(load_data(fixed.data).dev)
         fired = [
             s for s in sorted(curve) if stop_reason(s, curve[s], params, before, 0.05, dev_size)
         ]
-        if trial.state.name == "PRUNED":
-            assert fired and fired[0] == max(curve) == trial.user_attrs["steps_used"]
-            assert trial.user_attrs["prune_reason"].startswith("trails trial")
+        if trial.state == "PRUNED":
+            assert fired and fired[0] == max(curve) == trial.steps_used
+            assert trial.reason.startswith("trails trial")
         else:
             assert not fired
     assert study_report(study)["steps_used"] < 4 * 60
@@ -228,7 +234,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(
             raise RuntimeError("boom")
         return run_trial(spec, **kw)
 
-    monkeypatch.setattr(study_module, "run_trial", flaky)
+    monkeypatch.setattr(objective_module, "run_trial", flaky)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(
         study_name="f", storage=storage, directions=["maximize", "minimize"]
@@ -247,15 +253,15 @@ def test_report_shape_and_hypervolume(toy_data, tiny_bert, tmp_path):
     report = study_report(study)
     for row in report["trials"]:
         assert {"number", "state", "params", "values", "variant", "steps_used"} <= set(row)
-    front = {t.number for t in study.best_trials}
-    assert set(report["pareto"]) == front
+    assert set(report["pareto"]) == {t.number for t in study.best_trials}
+    assert report["pareto"] == [t.number for t in front(study)]
     assert report["hypervolume"] == pytest.approx(report["hypervolume_history"][-1])
     assert report["hypervolume_history"] == sorted(report["hypervolume_history"])  # never shrinks
 
 
 def test_hypervolume_by_hand():
     def trial(metric, params):
-        return optuna.trial.create_trial(values=[metric, params])
+        return TrialRecord.of(optuna.trial.create_trial(values=[metric, params]))
 
     # Reference (0.5, log10 1e6 = 6). Points: (0.9, 1e3) and (0.8, 1e2).
     trials = [trial(0.9, 1e3), trial(0.8, 1e2), trial(0.4, 10)]  # the last is below chance
@@ -279,7 +285,7 @@ def test_search_and_pareto_commands(capsys, toy_data, tiny_bert, tmp_path, monke
     assert json.loads(capsys.readouterr().out)["pareto"] == first["pareto"]
     assert main(["pareto", "--study", study]) == 0
     assert "Pareto front" in capsys.readouterr().out
-    assert load_study(study, None).user_attrs["metric_name"] == "accuracy"
+    assert StudyRecord.of(load_study(study, None)).metric_name == "accuracy"
 
 
 @pytest.mark.parametrize(

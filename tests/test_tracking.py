@@ -20,10 +20,14 @@ from optuna.trial import TrialState, create_trial
 
 from lorasearch.cli import main
 from lorasearch.errors import LorasearchError
+from lorasearch.search import records
+from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.records import StudyRecord, TrialRecord, trial_records
+from lorasearch.search.report import study_report
 from lorasearch.search.select import choose
-from lorasearch.search.study import Fixed, SearchConfig, run_search, study_report
+from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
-from lorasearch.tracking.runs import PARENT_ATTR, RUN_ATTR
+from lorasearch.tracking import MlflowTracking, NoTracking, Tracking, make_tracking
 from lorasearch.training.trainer import TrainConfig
 from lorasearch.training.trial import DataConfig, ModelConfig
 
@@ -39,12 +43,15 @@ def _fixed(toy_data, tiny_bert):
     )
 
 
-def _search(fixed, tmp_path, trials, name="t", **config):
+def _search(fixed, tmp_path, trials, name="t", tracking_uri=None, **config):
+    """A search recorded in MLflow at ``tracking_uri`` (None: the test's own store)."""
     space = SearchSpace.default(config.pop("variants", ["lora", "vera", "lora_fa"]))
     storage = f"sqlite:///{tmp_path / 'study.db'}"
+    tracker = make_tracking(tracking_uri, config.pop("tracking", True))
     return run_search(
         fixed,
         SearchConfig(trials=trials, space=space, storage=storage, study_name=name, **config),
+        tracker=tracker,
     )
 
 
@@ -70,7 +77,7 @@ def test_parent_and_one_child_per_trial_hold_every_field(searched):
     parents, children = _runs(client, study)
     assert len(parents) == 1 and len(children) == len(study.trials) == 4
     parent = parents[0]
-    assert study.user_attrs[PARENT_ATTR] == parent.info.run_id
+    assert StudyRecord.of(study).parent_run_id == parent.info.run_id
     assert parent.data.params["study"] == study.study_name
     assert parent.data.params["metric"] == "accuracy"
     assert json.loads(parent.data.tags["space"]).keys() == {"lora", "vera", "lora_fa"}
@@ -78,31 +85,30 @@ def test_parent_and_one_child_per_trial_hold_every_field(searched):
     assert parent.info.status == "FINISHED"
 
     by_run = {r.info.run_id: r for r in children}
-    for trial in study.trials:
-        run = by_run[trial.user_attrs[RUN_ATTR]]
+    for trial in trial_records(study):
+        run = by_run[trial.run_id]
         data = run.data
         assert data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert data.tags["state"] == trial.state.name == "COMPLETE"
+        assert data.tags["state"] == trial.state == "COMPLETE"
         assert run.info.status == "FINISHED"
-        assert data.params["variant"] == trial.user_attrs["variant"]
-        for knob, value in trial.user_attrs["knobs"].items():
+        assert data.params["variant"] == trial.variant
+        for knob, value in trial.knobs.items():
             assert data.params[knob] == (value if isinstance(value, str) else json.dumps(value))
-        assert data.metrics["test_accuracy"] == pytest.approx(trial.user_attrs["test_metric"])
+        assert data.metrics["test_accuracy"] == pytest.approx(trial.test_metric)
         assert data.metrics["final_dev_accuracy"] == pytest.approx(trial.values[0])
         assert data.metrics["trainable_params"] == trial.values[1]
         assert (
             data.metrics["adapter_params"] + data.metrics["head_params"]
             == data.metrics["trainable_params"]
         )
-        assert data.metrics["stored_params"] == trial.user_attrs["stored_params"]
+        assert data.metrics["stored_params"] == trial.stored_params
         assert data.metrics["steps_used"] == STEPS
         assert data.metrics["steps_per_second"] > 0 and data.metrics["peak_memory_mb"] > 0
         assert data.tags["device"] == "cpu"
         losses = client.get_metric_history(run.info.run_id, "train_loss")
         assert [m.step for m in sorted(losses, key=lambda m: m.step)] == list(range(1, STEPS + 1))
         curve = client.get_metric_history(run.info.run_id, "dev_accuracy")
-        recorded = {int(k): v for k, v in trial.user_attrs["curve"].items()}
-        assert {m.step: m.value for m in curve} == pytest.approx(recorded)
+        assert {m.step: m.value for m in curve} == pytest.approx(trial.curve)
         stored = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "adapter")}
         assert {"adapter_config.json", "adapter_model.safetensors", "lorasearch.json"} <= stored
 
@@ -144,12 +150,10 @@ def test_two_workers_racing_to_open_the_study_converge_on_one_parent(tmp_path):
     the unique key. It must re-read and go on tracking, not give tracking up."""
     from mlflow.exceptions import MlflowException
 
-    from lorasearch.tracking.runs import Tracker
-
     uri = f"sqlite:///{tmp_path / 'race.db'}"
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="race")
     params, warnings = {"steps": 20, "variants": "lora"}, []
-    tracker, other = Tracker(uri, warn=warnings.append), MlflowClient(uri)
+    tracker, other = MlflowTracking(uri, warn=warnings.append), MlflowClient(uri)
     real, raced = tracker.client.log_batch, []
 
     def log_batch(run_id, metrics=(), params=(), tags=(), **kw):
@@ -162,7 +166,7 @@ def test_two_workers_racing_to_open_the_study_converge_on_one_parent(tmp_path):
     tracker.client.log_batch = log_batch
     tracker.start_study(study, params, {"purpose": "race"})
     assert raced == [tracker.parent_id] and not warnings and tracker.active
-    run = other.get_run(study.user_attrs[PARENT_ATTR])
+    run = other.get_run(records.parent_run_id(study))
     assert run.data.params == {"steps": "20", "variants": "lora"}
     assert run.data.tags["purpose"] == "race"
 
@@ -175,7 +179,7 @@ def test_mlflow_down_never_costs_a_trial(tiny_bert, toy_data, tmp_path, capsys):
         _fixed(toy_data, tiny_bert), tmp_path, 2, tracking_uri=f"http://127.0.0.1:{port}"
     )
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
-    assert all("test_metric" in t.user_attrs for t in study.trials)
+    assert all(t.test_metric is not None for t in trial_records(study))
     err = capsys.readouterr().err
     assert err.count("MLflow tracking at") == 1, err  # said once, not per trial
 
@@ -184,6 +188,24 @@ def test_malformed_tracking_uri_is_a_usage_error(tmp_path, capsys):
     code = main(["search", "--trials", "1", "--tracking-uri", "nonsense", "--data", str(tmp_path)])
     assert code == 2
     assert "malformed --tracking-uri" in capsys.readouterr().err
+
+
+def test_tracking_is_a_protocol_checked_once_where_it_is_made(
+    tiny_bert, toy_data, tmp_path, tracking_store
+):
+    assert isinstance(make_tracking("nonsense", enabled=False), NoTracking)
+    assert isinstance(make_tracking(f"sqlite:///{tmp_path / 'm.db'}"), MlflowTracking)
+    assert all(isinstance(t, Tracking) for t in (NoTracking(), MlflowTracking(None)))
+    for bad in ("nonsense", "sqlite://relative.db"):
+        with pytest.raises(LorasearchError, match="malformed --tracking-uri"):
+            make_tracking(bad)
+    # A search given no tracker keeps its record in the Optuna study alone.
+    config = SearchConfig(
+        trials=1, space=SearchSpace.default(["lora"]), storage=f"sqlite:///{tmp_path / 's.db'}"
+    )
+    study = run_search(_fixed(toy_data, tiny_bert), config)
+    assert trial_records(study)[0].run_id is None and records.parent_run_id(study) is None
+    assert not Path(tracking_store[len("sqlite:///") :]).exists()
 
 
 # --- picking --------------------------------------------------------------------------------------
@@ -233,7 +255,7 @@ def test_best_exports_the_searched_adapter_and_peft_reproduces_its_test_metric(
     assert main([*args, "--export", str(target), "--register", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     chosen = study.trials[out["trial"]]
-    assert out["variant"] == chosen.user_attrs["variant"]
+    assert out["variant"] == TrialRecord.of(chosen).variant
     assert out["dev_metric"] == max(t.values[0] for t in study.best_trials)
     assert out["export_source"].startswith("the search's trained adapter")
     assert {"README.md", "lorasearch.json", "adapter_config.json"} <= {
@@ -249,7 +271,7 @@ def test_best_exports_the_searched_adapter_and_peft_reproduces_its_test_metric(
     assert float(scored.stdout) == pytest.approx(out["test_metric"], abs=1e-9)
 
     version = client.get_model_version_by_alias(out["registered_model"], "best")
-    assert version.run_id == chosen.user_attrs[RUN_ATTR]
+    assert version.run_id == TrialRecord.of(chosen).run_id
     assert str(version.version) == out["registered_version"]
 
     # A second export into the same folder needs --force; nothing there is touched without it.

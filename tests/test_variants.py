@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lorasearch.adapters import VARIANTS, InjectContext, build_adapter, load_delta_lora
+from lorasearch.adapters import VARIANTS, InjectContext, build_adapter, describe_variants
 from lorasearch.adapters.lora import lora_layers
 from lorasearch.adapters.lora_drop import module_importance, select_modules
 from lorasearch.training.data import tokenize_task
@@ -79,6 +79,35 @@ def test_every_variant_is_registered():
     assert list(VARIANTS) == [
         "lora", "lora_plus", "vera", "lora_fa", "lora_drop", "adalora", "dora", "delta_lora",
     ]  # fmt: skip
+
+
+def test_each_variant_describes_itself():
+    described = describe_variants()
+    assert list(described) == list(VARIANTS)
+    for name, cls in VARIANTS.items():
+        assert cls.description and "\n" not in cls.description
+        assert described[name]["knobs"]["lr"] == cls.config_class().lr
+        assert set(cls.search_knobs) <= cls.space_knobs()
+        assert set(cls.config_class.knob_names()) <= cls.space_knobs()
+        drawn = {
+            k: knob.fixed if knob.fixed is not None else knob.low
+            for k, knob in cls.search_knobs.items()
+        }
+        build_adapter(name, **cls.from_search(drawn, 100))  # searched values are its knobs
+    assert "load_delta_lora" in VARIANTS["delta_lora"].load_code
+    assert "PeftModel.from_pretrained" in VARIANTS["lora"].load_code
+
+
+def test_searched_values_become_the_variants_own_knobs():
+    adalora = VARIANTS["adalora"].from_search({"target_rank": 4, "init_rank_factor": 1.6}, 100)
+    assert adalora == {"target_rank": 4, "init_rank": 6}
+    assert VARIANTS["adalora"].from_search({"target_rank": 4, "init_rank_factor": 1.0}, 100) == {
+        "target_rank": 4,
+        "init_rank": 4,
+    }
+    assert VARIANTS["delta_lora"].from_search({"delta_start": 0.25}, 40) == {"delta_start": 10}
+    assert VARIANTS["delta_lora"].from_search({"delta_start": 7}, 40) == {"delta_start": 7}  # fixed
+    assert VARIANTS["lora"].from_search({"rank": 4, "lr": 1e-3}, 40) == {"rank": 4, "lr": 1e-3}
 
 
 # --- equality with PEFT's own construction --------------------------------------------------------
@@ -362,10 +391,8 @@ def test_export_round_trip_reproduces_the_metrics(toy_data, tiny_bert, tmp_path,
     assert meta["variant"] == variant and meta["label_names"] == ["neg", "pos"]
 
     base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
-    if variant == "delta_lora":
-        reloaded = load_delta_lora(base, tmp_path)
-    else:
-        reloaded = PeftModel.from_pretrained(base, tmp_path)
+    reloaded = VARIANTS[variant].load_export(base, tmp_path)  # Delta-LoRA: load_delta_lora
+    assert isinstance(reloaded, PeftModel)
     task, loaded, data = _toy_task_on(toy_data, tiny_bert)
     test = evaluate(reloaded, data["test"], "accuracy", trial.train, 0, CPU)
     dev = evaluate(reloaded, data["dev"], "accuracy", trial.train, 0, CPU)

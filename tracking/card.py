@@ -5,19 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lorasearch.adapters import VARIANTS, Adapter
+
 
 def write_model_card(directory: Path, *, study: str, trial: int, why: str) -> Path:
     """``README.md`` from the export's ``lorasearch.json`` sidecar plus where it came from."""
     meta = json.loads((directory / "lorasearch.json").read_text())
     metric = meta["metric_name"]
     knobs = "\n".join(f"| `{k}` | {v} |" for k, v in sorted(meta["hyperparameters"].items()))
-    if meta["variant"] == "delta_lora":
-        load = (
-            "from lorasearch.adapters import load_delta_lora\n"
-            "model = load_delta_lora(base, ADAPTER_DIR)  # writes the moved weights, then PEFT"
-        )
-    else:
-        load = "from peft import PeftModel\nmodel = PeftModel.from_pretrained(base, ADAPTER_DIR)"
+    load = VARIANTS.get(meta["variant"], Adapter).load_code  # unregistered: PEFT's loader
     labels = ", ".join(f"{i} = `{name}`" for i, name in enumerate(meta["label_names"]))
     pair = f", pair column `{meta['text_pair_column']}`" if meta.get("text_pair_column") else ""
     text = f"""# {meta["variant"]} adapter for {meta.get("task") or "a custom task"}

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lorasearch.search.records import TrialRecord
 
 
 @dataclass
@@ -21,6 +25,32 @@ class Point:
     front: bool
     label: str = ""  # hyperparameters, for the hover text
     stopped: bool = False  # stopped early: its metric is the best dev value it reached
+
+
+def study_points(trials: list[TrialRecord], front: set[int]) -> list[Point]:
+    """The trained trials of a study as points: COMPLETE ones at their result (``front``: the
+    Pareto trials' numbers), stopped ones at the best dev value they reached."""
+    points = [
+        Point(
+            t.number,
+            t.variant or "?",
+            int(t.values[1]),
+            t.values[0],
+            t.number in front,
+            ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.knobs.items()
+            ),
+        )  # fmt: skip
+        for t in trials
+        if t.state == "COMPLETE"
+    ]
+    return points + [
+        Point(
+            t.number, t.variant or "?", int(t.trainable_params), t.dev_metric, False, stopped=True
+        )
+        for t in trials
+        if t.state == "PRUNED" and t.dev_metric is not None
+    ]
 
 
 def draw_pareto(points: list[Point], metric_name: str, title: str, folder: Path) -> list[Path]:

@@ -1,11 +1,12 @@
 """MLflow runs for a study: one parent per study, one nested child per trial.
 
-Every MLflow call of the project goes through :class:`Tracker`. Tracking is a record, never a
-dependency: when MLflow fails (server down, disk full) the error is said once, tracking switches
-off for the rest of the process, and training and the Optuna study go on untouched.
+Every MLflow call of the project goes through :class:`MlflowTracking` (the search's
+:class:`~lorasearch.tracking.base.Tracking`). Tracking is a record, never a dependency: when
+MLflow fails (server down, disk full) the error is said once, tracking switches off for the rest
+of the process, and training and the Optuna study go on untouched.
 
-The parent run's id is kept on the Optuna study (user attr ``mlflow_parent_run_id``), so trials
-from any worker on any machine nest under the same parent. Two workers starting at once may both
+The parent run's id is kept on the Optuna study (``StudyRecord.parent_run_id``), so trials from
+any worker on any machine nest under the same parent. Two workers starting at once may both
 create a parent; each then keeps the oldest and deletes its own, so they converge on one.
 """
 
@@ -17,14 +18,15 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lorasearch.errors import LorasearchError, mask_url
+from lorasearch.errors import LorasearchError, first_line, mask_url, sqlite_path
+
+if TYPE_CHECKING:
+    from lorasearch.search.records import TrialRecord
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks")
-PARENT_ATTR = "mlflow_parent_run_id"
-RUN_ATTR = "mlflow_run_id"
 ADAPTER_PATH = "adapter"
 _MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch
 PLOT_INTERVAL_S = 30.0  # the Pareto plot is re-drawn at most this often, and when a search ends
@@ -50,9 +52,8 @@ def tracking_uri(uri: str | None) -> str:
 def artifact_root(uri: str) -> str | None:
     """Artifacts beside a local SQLite store (``mlartifacts/`` next to the file); else the
     server's default."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
-    return None
+    path = sqlite_path(uri)
+    return (Path(path).resolve().parent / "mlartifacts").as_uri() if path is not None else None
 
 
 def serve_command(uri: str | None, host: str, port: int) -> list[str]:
@@ -62,7 +63,8 @@ def serve_command(uri: str | None, host: str, port: int) -> list[str]:
     uri = tracking_uri(uri)
     if uri.split(":", 1)[0] in ("http", "https", "databricks"):
         raise LorasearchError(f"{mask_url(uri)} is a server already: open it in a browser")
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+    path = sqlite_path(uri)
+    if path is not None and not Path(path).exists():
         raise LorasearchError(f"no MLflow store at {uri} (run a search here first)")
     if not 0 < port < 65536:
         raise LorasearchError(f"--port must be in 1..65535, got {port}")
@@ -73,12 +75,12 @@ def serve_command(uri: str | None, host: str, port: int) -> list[str]:
     return command + ["--host", host, "--port", str(port)]
 
 
-class Tracker:
+class MlflowTracking:
     """Records a study in MLflow; every public method is safe to call when tracking is off."""
 
     def __init__(self, uri: str | None = None, warn: Callable[[str], None] | None = None):
         self.uri = tracking_uri(uri)
-        self.warn = warn or (lambda message: None)
+        self.warn = warn or _say
         self.failed: str | None = None  # the first MLflow error, once said
         self._client = None
         self.experiment_id: str | None = None
@@ -113,8 +115,7 @@ class Tracker:
         try:
             return call()
         except Exception as exc:  # any MLflow/HTTP/DB error: tracking is not worth a trial
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            self.failed = f"{what}: {mask_url(first)}"
+            self.failed = f"{what}: {mask_url(first_line(exc, 300))}"
             self.warn(
                 f"MLflow tracking at {mask_url(self.uri)} failed ({self.failed}); "
                 "training goes on, the Optuna study keeps the full record"
@@ -125,7 +126,9 @@ class Tracker:
 
     def start_study(self, study, params: dict[str, Any], tags: dict[str, str]) -> None:
         """Find or create the study's experiment and parent run; close runs left RUNNING."""
-        self.metric_name = study.user_attrs.get("metric_name", "metric")
+        from lorasearch.search import records
+
+        self.metric_name = records.metric_name(study) or "metric"
         self._guard("opening the experiment", lambda: self._open_experiment(study.study_name))
         self._guard("opening the study's run", lambda: self._open_parent(study, params, tags))
         self._guard("closing abandoned runs", lambda: self.close_abandoned(study))
@@ -154,7 +157,9 @@ class Tracker:
         from mlflow.entities import Param, RunTag
         from mlflow.exceptions import MlflowException
 
-        known = study.user_attrs.get(PARENT_ATTR)
+        from lorasearch.search import records
+
+        known = records.parent_run_id(study)
         if known and self._run_exists(known):
             self.parent_id = known
         else:
@@ -173,7 +178,7 @@ class Tracker:
             if oldest != mine:
                 self.client.delete_run(mine)
             self.parent_id = oldest
-            study.set_user_attr(PARENT_ATTR, oldest)
+            records.set_parent_run_id(study, oldest)
         self.client.update_run(self.parent_id, status="RUNNING")  # a resumed study runs again
         self.client.log_batch(self.parent_id, tags=[RunTag(k, _text(v)) for k, v in tags.items()])
         # Workers starting together may both find a param missing and both insert it: the loser's
@@ -203,13 +208,11 @@ class Tracker:
     def close_abandoned(self, study) -> None:
         """Runs still RUNNING whose trial Optuna has already ended (a killed worker's) are
         closed with the trial's state, so nothing is left RUNNING forever."""
+        from lorasearch.search.records import trial_records
+
         if self.parent_id is None:
             return
-        ended = {
-            t.user_attrs.get(RUN_ATTR): t
-            for t in study.get_trials(deepcopy=False)
-            if t.state.is_finished() and t.user_attrs.get(RUN_ATTR)
-        }
+        ended = {t.run_id: t for t in trial_records(study) if t.finished and t.run_id}
         running = self.client.search_runs(
             [self.experiment_id], filter_string="attributes.status = 'RUNNING'"
         )
@@ -231,20 +234,20 @@ class Tracker:
 
     # --- a trial (child run) ----------------------------------------------------------------------
 
-    def start_trial(self, trial, study_name: str) -> str | None:
-        """A child run for an Optuna trial; its id is kept on the trial."""
+    def start_trial(self, number: int, study_name: str) -> str | None:
+        """A child run for trial ``number``; the caller keeps its id on the trial."""
         if not self.active:
             return None
         run = self._guard(
             "starting a trial run",
             lambda: self.client.create_run(
                 self.experiment_id,
-                run_name=f"trial-{trial.number}",
+                run_name=f"trial-{number}",
                 tags={
                     "mlflow.parentRunId": self.parent_id,
                     "lorasearch.role": "trial",
                     "lorasearch.study": study_name,
-                    "trial": str(trial.number),
+                    "trial": str(number),
                     "state": "RUNNING",
                     "pareto": "false",
                 },
@@ -252,7 +255,6 @@ class Tracker:
         )
         if run is None:
             return None
-        trial.set_user_attr(RUN_ATTR, run.info.run_id)
         self._buffer = []
         return run.info.run_id
 
@@ -301,36 +303,34 @@ class Tracker:
                 lambda: self.client.log_artifacts(run_id, str(directory), ADAPTER_PATH),
             )
 
-    def finish_trial(self, trial) -> None:
+    def finish_trial(self, trial: TrialRecord) -> None:
         """Final numbers, state and reason of an ended trial; the run is closed."""
         from mlflow.entities import Metric, RunTag
 
-        run_id = trial.user_attrs.get(RUN_ATTR)
+        run_id = trial.run_id
         if run_id is None or self.failed is not None:
             return
         self._flush(run_id)
-        attrs, now = trial.user_attrs, _now()
+        now = _now()
+        trainable = trial.trainable_params
         final = {
-            f"final_dev_{self.metric_name}": attrs.get("dev_metric"),
-            f"test_{self.metric_name}": attrs.get("test_metric"),
-            "trainable_params": attrs.get("trainable_params", attrs.get("planned_params")),
-            "adapter_params": attrs.get("adapter_params"),
-            "head_params": attrs.get("head_params"),
-            "stored_params": attrs.get("stored_params"),
-            "steps_used": attrs.get("steps_used"),
-            "steps_per_second": attrs.get("steps_per_second"),
-            "peak_memory_mb": attrs.get("peak_memory_mb"),
+            f"final_dev_{self.metric_name}": trial.dev_metric,
+            f"test_{self.metric_name}": trial.test_metric,
+            "trainable_params": trainable if trainable is not None else trial.planned_params,
+            "adapter_params": trial.adapter_params,
+            "head_params": trial.head_params,
+            "stored_params": trial.stored_params,
+            "steps_used": trial.steps_used,
+            "steps_per_second": trial.steps_per_second,
+            "peak_memory_mb": trial.peak_memory_mb,
         }
         metrics = [
             Metric(k, float(v), now, 0)
             for k, v in final.items()
             if v is not None and math.isfinite(float(v))
         ]
-        state = trial.state.name
-        reason = attrs.get("prune_reason") or attrs.get("fail_reason") or ""
-        if trial.state.name == "FAIL" and not reason:
-            reason = "its worker stopped without ending it (killed, or its heartbeat lapsed)"
-        tags = [RunTag("state", state), RunTag("device", str(attrs.get("device", "")))]
+        state, reason = trial.state, trial.cause or ""
+        tags = [RunTag("state", state), RunTag("device", trial.device or "")]
         if reason:
             tags.append(RunTag("reason", reason[:4000]))
         status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
@@ -441,10 +441,20 @@ class Tracker:
             self.client.set_registered_model_alias(name, "best", version.version)
             return str(version.version)
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise LorasearchError(
-                f"cannot register in the MLflow Model Registry at {mask_url(self.uri)}: {mask_url(first)}"
+                f"cannot register in the MLflow Model Registry at {mask_url(self.uri)}: "
+                f"{mask_url(first_line(exc))}"
             ) from None
+
+
+Tracker = MlflowTracking  # the name before the Tracking protocol; kept for callers
+
+
+def _say(message: str) -> None:
+    """A tracking failure, said on stderr when nobody else is told."""
+    import sys
+
+    print(f"lorasearch: warning: {message}", file=sys.stderr)
 
 
 def _text(value: Any) -> str:

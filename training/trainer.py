@@ -169,7 +169,9 @@ def train(
 
             if step % config.eval_interval == 0 or step == config.steps:
                 tick = time.perf_counter()
-                dev_metric = evaluate(model, data["dev"], task.spec.metric, config, pad_id, device)
+                dev_metric = evaluate(
+                    model, data["dev"], task.spec.metric, config, pad_id, device, pad_left=pad_left
+                )
                 eval_time_s += time.perf_counter() - tick
                 train_loss = loss_sum / max(loss_count, 1)
                 loss_sum, loss_count = 0.0, 0
@@ -191,7 +193,9 @@ def train(
         best_metric, best_step = curve[-1].dev_metric, step
     counts = adapter.counts(model, context)  # after training: some variants prune (AdaLoRA)
     tick = time.perf_counter()
-    test_metric = evaluate(model, data["test"], task.spec.metric, config, pad_id, device)
+    test_metric = evaluate(
+        model, data["test"], task.spec.metric, config, pad_id, device, pad_left=pad_left
+    )
     eval_time_s += time.perf_counter() - tick
     result = TrainResult(
         variant=adapter.name,
@@ -326,13 +330,17 @@ def evaluate(
     config: TrainConfig,
     pad_id: int,
     device: torch.device,
+    *,
+    pad_left: bool = False,
 ) -> float:
-    """The metric of ``model``'s argmax predictions on ``split``."""
+    """The metric of ``model``'s argmax predictions on ``split``, its batches padded on the side
+    training padded them (``pad_left`` for a tokenizer that pads left), so dev and test score
+    the inputs the model learned on and that the tokenizer gives at inference."""
     model.eval()
     predictions = torch.empty(len(split), dtype=torch.long)
     with torch.inference_mode(), _autocast(device):
         for indices in eval_batches(split.lengths, config.eval_batch_size):
-            batch = _to_device(collate(split, indices, pad_id), device)
+            batch = _to_device(collate(split, indices, pad_id, pad_left), device)
             batch.pop("labels")
             logits = model(**batch).logits
             predictions[indices] = logits.argmax(dim=-1).cpu()

@@ -1,0 +1,50 @@
+"""A searchable knob: an int or float range (optionally log-scaled), or a fixed value.
+
+Each variant declares its own knobs with these (``Adapter.search_knobs``); ``spaces`` draws them
+and narrows or fixes them from a space file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One searchable knob: an int or float range (optionally log-scaled), or a fixed value."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    fixed: Any = None
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Any:
+        if self.fixed is not None:
+            return self.fixed
+        if self.integer:
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+    def describe(self) -> str:
+        if self.fixed is not None:
+            return f"= {self.fixed}"
+        kind = "int" if self.integer else "float"
+        return f"{kind} [{self.low:g}, {self.high:g}]{' log' if self.log else ''}"
+
+
+def int_range(low: int, high: int, log: bool = True) -> Knob:
+    return Knob(low, high, log=log, integer=True)
+
+
+def float_range(low: float, high: float, log: bool = True) -> Knob:
+    return Knob(low, high, log=log)
+
+
+# Shared by the LoRA family (ranges from ../shared/docs/variants.md).
+RANK = int_range(2, 64)
+LR = float_range(1e-4, 5e-3)

@@ -1,0 +1,268 @@
+"""The Python API: what each CLI command does, as one call returning a dataclass.
+
+Every function takes paths and ids as the CLI does, or objects: ``data`` a pandas DataFrame, a
+``datasets`` Dataset / DatasetDict or a dict of split -> either (with ``text_column`` etc. naming
+its columns); ``model`` a loaded ``PreTrainedModel`` with ``tokenizer``. User mistakes raise
+:class:`~lorasearch.LorasearchError` with the CLI's message. Heavy libraries load on first call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Unpack
+
+from lorasearch import _options as opts
+from lorasearch._export import chosen, export, say_on_stderr
+from lorasearch._load import LoadedAdapter, load
+from lorasearch._results import Pick, RefitReport, RefitRow, SearchReport
+from lorasearch.errors import LorasearchError
+
+if TYPE_CHECKING:
+    from lorasearch.training.trainer import TrainResult
+
+__all__ = ["LoadedAdapter", "load", "optimize", "pick", "refit", "report", "train"]
+
+
+def _quiet() -> None:
+    from lorasearch._quiet import quiet_libraries
+
+    quiet_libraries()
+
+
+def train(
+    data: Any = None,
+    task: str | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    variant: str = "lora",
+    knobs: dict[str, Any] | None = None,
+    *,
+    steps: int = 300,
+    export_dir: str | Path | None = None,
+    force: bool = False,
+    progress: bool = False,
+    **options: Unpack[opts.TaskOptions],
+) -> TrainResult:
+    """Train one adapter configuration and measure it honestly (``lorasearch train``).
+
+    ``knobs`` set the variant's knobs (``rank``, ``alpha``, ``dropout``, ``lr``, ...; see
+    ``lorasearch variants``); ``options`` are the shared task options (:class:`TaskOptions`:
+    columns, metric, subsamples, batch size, max length, seed, device, ...). ``export_dir``
+    writes the adapter with ``lorasearch.json`` (refusing a non-empty folder unless ``force``);
+    ``progress`` shows a bar on stderr.
+    """
+    from lorasearch._progress import progress_bar
+    from lorasearch.adapters import build_adapter
+    from lorasearch.training.trial import Trial, run_trial
+
+    _quiet()
+    options = opts.with_defaults("train", options)
+    adapter = build_adapter(variant, **(knobs or {}))
+    task, data = opts.one(task, "task", "train"), opts.one(data, "data", "train")
+    data_config, model_config, train_config = opts.configs(
+        task, opts.data_source(data), opts.model_source(model, tokenizer), steps, options
+    )
+    trial = Trial(data=data_config, model=model_config, adapter=adapter, train=train_config)
+    if export_dir is not None:
+        export_dir = Path(export_dir)
+        opts.check_export_dir(export_dir, force)
+    bar = progress_bar(steps, variant) if progress else contextlib.nullcontext(None)
+    with bar as update:
+        return run_trial(trial, progress=update, export_dir=export_dir)
+
+
+def optimize(
+    data: Any = None,
+    task: str | list[str] | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    *,
+    trials: int | None = None,
+    total_trials: int | None = None,
+    steps: int = 300,
+    variants: str | list[str] | None = None,
+    space: dict | str | Path | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    sampler: str | None = None,
+    max_params: int | None = None,
+    early_stop: bool = True,
+    early_stop_margin: float = 0.01,
+    timeout_s: float | None = None,
+    heartbeat_s: float = 30.0,
+    tracking_uri: str | None = None,
+    tracking: bool = True,
+    progress: bool = False,
+    **options: Unpack[opts.TaskOptions],
+) -> SearchReport | list[SearchReport]:
+    """Run or resume a search over variant × hyperparameters (``lorasearch search``).
+
+    Adds ``trials`` trials to the study ``study_name`` in ``storage`` (created, or resumed when
+    it exists), or with ``total_trials`` runs until the study holds that many ended trials.
+    ``variants`` narrows the draw; ``space`` narrows ranges or fixes knobs (a TOML/YAML file, or
+    a dict shaped like one); ``sampler`` is one of ``lorasearch.search.samplers.SAMPLERS``
+    (default tpe). Several tasks (``task=[...]``, ``data`` one per task or one folder of task
+    folders) run one study each and return one report each.
+
+    Without ``data`` and ``task``, joins the existing ``study_name`` as ``lorasearch worker``
+    does: its task, model, space and sampler come from the study.
+    """
+    from lorasearch.search.config import Fixed, SearchConfig
+
+    _quiet()
+    options = opts.with_defaults("optimize", options)
+    count, total = opts.trial_count(trials, total_trials)
+    counts = {"trials": count, "total": total, "heartbeat_s": heartbeat_s, "timeout_s": timeout_s}
+    if not opts.as_list(data) and not opts.as_list(task) and study_name is not None:
+        given = {"variants": variants, "space": space, "sampler": sampler, "max_params": max_params}
+        if any(value is not None for value in given.values()):
+            raise LorasearchError(
+                f"joining study '{study_name}': its space, sampler and budget come from the study"
+            )
+        return _join(
+            study_name, storage, counts, options["device"], tracking_uri, tracking, progress
+        )
+    config = SearchConfig(
+        space=opts.search_space(space, variants), storage=storage, study_name=study_name,
+        sampler=sampler or "tpe", seed=options["seed"], early_stop=early_stop,
+        margin=early_stop_margin, max_params=max_params, **counts,
+    )  # fmt: skip
+    _tracking(tracking_uri, tracking)  # a malformed URI fails here, before anything is written
+    jobs = opts.task_jobs(task, data)
+    model = opts.model_source(model, tokenizer)
+    fixes = [  # every task's options checked before any search starts
+        Fixed(*opts.configs(name, opts.data_source(source), model, steps, options))
+        for name, source in jobs
+    ]
+    if len(jobs) == 1:
+        return _search(fixes[0], config, tracking_uri, tracking, progress)
+    reports = []
+    for (name, _), fixed in zip(jobs, fixes, strict=True):
+        each = dataclasses.replace(
+            config, study_name=f"{study_name}-{name}" if study_name else None
+        )
+        reports.append(_search(fixed, each, tracking_uri, tracking, progress))
+    return reports
+
+
+def _tracking(uri: str | None, enabled: bool, warn=None):
+    from lorasearch.tracking import make_tracking
+
+    return make_tracking(uri, enabled, warn=warn)
+
+
+def _search(fixed, config, tracking_uri, tracking, progress) -> SearchReport:
+    from lorasearch._progress import SearchBar
+    from lorasearch.search.progress import SearchProgress
+    from lorasearch.search.report import study_report
+    from lorasearch.search.study import run_search
+
+    hooks = SearchBar(config.trials, fixed.train.steps) if progress else None
+    with hooks or contextlib.nullcontext():
+        hooks = hooks or SearchProgress()
+        tracker = _tracking(tracking_uri, tracking, warn=hooks.warning)
+        study = run_search(fixed, config, hooks, tracker=tracker)
+    return SearchReport.from_dict(study_report(study))
+
+
+def _join(study_name, storage, counts, device, tracking_uri, tracking, progress) -> SearchReport:
+    """A worker: the study's own task, model, space and sampler, on this machine's ``device``."""
+    from lorasearch.search.records import StudyRecord
+    from lorasearch.search.storage import load_study
+
+    _tracking(tracking_uri, tracking)
+    record = StudyRecord.of(load_study(study_name, storage))
+    fixed = dataclasses.replace(
+        record.fixed, train=dataclasses.replace(record.fixed.train, device=device)
+    )
+    config = record.search_config(storage=storage, **counts)
+    return _search(fixed, config, tracking_uri, tracking, progress)
+
+
+def report(study_name: str, storage: str | None = None) -> SearchReport:
+    """A study's trials, Pareto front and hypervolume (``lorasearch pareto``)."""
+    from lorasearch.search.report import study_report
+    from lorasearch.search.storage import load_study
+
+    _quiet()
+    return SearchReport.from_dict(study_report(load_study(study_name, storage)))
+
+
+def refit(
+    study_name: str,
+    storage: str | None = None,
+    seeds: int = 3,
+    steps: int | None = None,
+    progress: bool = False,
+) -> RefitReport:
+    """Retrain each Pareto configuration with ``steps`` (default: the search's) under ``seeds``
+    seeds: mean ± std on dev and test (``lorasearch refit``)."""
+    from lorasearch.search.refit import refit_front
+    from lorasearch.search.storage import load_study
+
+    _quiet()
+    study = load_study(study_name, storage)
+
+    def on_run(number: int, variant: str, seed: int) -> None:
+        say_on_stderr(f"refit trial {number} ({variant}) seed {seed}")
+
+    refits = refit_front(study, seeds, steps, on_run if progress else None)
+    return RefitReport(study.study_name, [RefitRow(**r.summary()) for r in refits])
+
+
+def pick(
+    study_name: str,
+    storage: str | None = None,
+    max_params: int | None = None,
+    rule: str = "best",
+    export_dir: str | Path | None = None,
+    force: bool = False,
+    register: bool = False,
+    tracking_uri: str | None = None,
+    progress: bool = False,
+) -> Pick:
+    """Choose the front's adapter for a parameter budget and say why (``lorasearch best``).
+
+    ``rule`` "best": the highest dev metric within ``max_params``; "knee": where more params
+    stop paying. ``export_dir`` writes the search's own trained adapter (from MLflow; retrained
+    with the search's seed when it was not stored), ``lorasearch.json`` and a model card;
+    ``register`` registers it in the MLflow Model Registry as ``lorasearch-<study>``, alias
+    ``best``. ``progress`` says on stderr when the export has to retrain.
+    """
+    from lorasearch.search.storage import load_study
+
+    _quiet()
+    tracker = _tracking(tracking_uri, True)  # a malformed URI fails here, before anything
+    if export_dir is not None:
+        export_dir = Path(export_dir)
+        opts.check_export_dir(export_dir, force)
+    study = load_study(study_name, storage)
+    chosen_pick, trial = chosen(study, max_params, rule)
+    if export_dir is not None or register:
+        say = say_on_stderr if progress else (lambda message: None)
+        export(study, chosen_pick, trial, tracker, export_dir, register, say)
+    return chosen_pick
+
+
+def best_per_task(reports: list[SearchReport], storage: str | None, max_params: int | None):
+    """The end of a several-task search: each study's best adapter within ``max_params``
+    (or why there is none), with its report: ``lorasearch search --task A --task B --json``."""
+    from lorasearch.search.storage import load_study
+
+    rows = []
+    for result in reports:
+        try:
+            best, _ = chosen(load_study(result.study, storage), max_params)
+        except LorasearchError as exc:
+            rows.append({"study": result.study, "best": None, "why": str(exc)})
+            continue
+        keys = ("trial", "variant", "hyperparameters", "dev_metric", "test_metric",
+                "trainable_params")  # fmt: skip
+        rows.append({
+            "study": result.study, "metric_name": best.metric_name,
+            "best": {key: getattr(best, key) for key in keys}, "why": best.why,
+            "report": dataclasses.asdict(result),
+        })  # fmt: skip
+    return {"tasks": rows}

@@ -1,0 +1,138 @@
+"""The CLI's one output step: a result as one JSON object, or as a table for a person.
+
+JSON is ``dataclasses.asdict`` of the API's result (or the dict itself); tables are drawn by
+rich, 200 columns wide when stdout is not a terminal (a file or pipe: no folding to 80).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import click
+
+from lorasearch._progress import knob_text
+
+
+def show(result, as_json: bool, **context) -> None:
+    """Print ``result`` (a TrainResult, SearchReport, RefitReport, Pick, or the several-task
+    dict) as JSON or as its table; ``context`` carries what a table needs beyond the JSON."""
+    if as_json:
+        plain = dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result
+        click.echo(json.dumps(plain))
+        return
+    render = {
+        "TrainResult": _train, "SearchReport": _report, "RefitReport": _refit, "Pick": _pick,
+        "dict": _tasks,
+    }[type(result).__name__]  # fmt: skip
+    render(result, **context)
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]], header: bool = True) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=header)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    console.print(table)
+
+
+def _train(result) -> None:
+    metric = result.metric_name
+    rows = [
+        ["hyperparameters", json.dumps(result.hyperparameters)],
+        [f"dev {metric} (best, step {result.best_step})", f"{result.dev_metric:.4f}"],
+        [f"test {metric}", f"{result.test_metric:.4f}"],
+        ["trainable params (adapter + head)",
+         f"{result.trainable_params:,} ({result.adapter_params:,} + {result.head_params:,})"],
+        ["stored params (export)", f"{result.stored_params:,}"],
+        ["steps", f"{result.steps} ({result.steps_per_second:.2f} steps/s, "
+                  f"{result.tokens_per_second:,.0f} tokens/s)"],
+        ["wall time", f"{result.wall_time_s:.1f} s"],
+        ["peak memory", f"{result.peak_memory_mb:,.0f} MB on {result.device}"],
+        ["labels", ", ".join(result.label_names)],
+    ]  # fmt: skip
+    if result.export_dir:
+        rows.append(["exported to", result.export_dir])
+    _table(f"{result.variant} — {metric}", ["", ""], rows, header=False)
+
+
+def _report(report) -> None:
+    metric = report.metric_name
+    columns = [
+        "#",
+        "state",
+        "variant",
+        "hyperparameters",
+        f"dev {metric}",
+        "params",
+        "steps",
+        "note",
+    ]
+    rows = []
+    for t in report.trials:
+        dev, params = t.values or (None, None)
+        rows.append([
+            f"{t.number}{'*' if t.pareto else ''}", t.state, t.variant or "", knob_text(t.params),
+            f"{dev:.4f}" if dev is not None else "",
+            f"{int(params):,}" if params is not None else "", str(t.steps_used), t.reason or "",
+        ])  # fmt: skip
+    _table(f"study {report.study}: dev {metric} vs trainable params (* = Pareto)", columns, rows)
+    reference = report.reference_point
+    click.echo(
+        f"Pareto front: trials {report.pareto}; hypervolume {report.hypervolume:.4f} "
+        f"(reference: {metric} {reference['metric']:.4f}, "
+        f"log10 params {reference['log10_params']:.2f}); "
+        f"training steps used {report.steps_used:,}"
+    )
+
+
+def _refit(report, metric: str) -> None:
+    seeds = report.refits[0].seeds if report.refits else 0
+    columns = ["#", "variant", "hyperparameters", f"search dev {metric}", "dev mean ± std",
+               "test mean ± std", "trainable", "stored"]  # fmt: skip
+    rows = [
+        [str(r.number), r.variant, knob_text(r.params), f"{r.search_dev_metric:.4f}",
+         f"{r.dev_mean:.4f} ± {r.dev_std:.4f}", f"{r.test_mean:.4f} ± {r.test_std:.4f}",
+         f"{r.trainable_params:,}", f"{r.stored_params:,}"]
+        for r in report.refits
+    ]  # fmt: skip
+    title = f"study {report.study}: Pareto configurations refit over {seeds} seed(s)"
+    _table(title, columns, rows)
+
+
+def _pick(pick) -> None:
+    click.echo(
+        f"trial {pick.trial} ({pick.variant}, {knob_text(pick.hyperparameters)}): "
+        f"dev {pick.metric_name} {pick.dev_metric:.4f}, test {pick.test_metric:.4f}, "
+        f"{pick.trainable_params:,} trainable params; chosen as {pick.why}."
+    )
+    if pick.export_dir is not None:
+        click.echo(f"exported to {pick.export_dir} ({pick.export_source}); see its README.md")
+    if pick.registered_model is not None:
+        click.echo(
+            f"registered as {pick.registered_model} version {pick.registered_version}, alias 'best'"
+        )
+
+
+def _tasks(summary: dict) -> None:
+    columns = ["study", "trial", "variant", "hyperparameters", "dev", "test", "params"]
+    rows = []
+    for row in summary["tasks"]:
+        b = row["best"]
+        if b is None:
+            rows.append([row["study"], "", "", row["why"], "", "", ""])
+            continue
+        metric = row["metric_name"]
+        rows.append([
+            row["study"], str(b["trial"]), b["variant"], knob_text(b["hyperparameters"]),
+            f"{metric} {b['dev_metric']:.4f}", f"{metric} {b['test_metric']:.4f}",
+            f"{b['trainable_params']:,}",
+        ])  # fmt: skip
+    _table("best adapter per task (highest dev metric on the front)", columns, rows)

@@ -1,0 +1,99 @@
+"""What the API returns: dataclasses whose fields are the keys of the CLI's ``--json`` objects.
+
+``dataclasses.asdict`` of each is exactly what the matching command prints with ``--json``. The
+one result not here, :class:`~lorasearch.training.trainer.TrainResult` (``train``), lives beside
+the training loop that fills it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class TrialRow:
+    """One trial of a study as ``pareto`` lists it (``values``: [dev metric, trainable params])."""
+
+    number: int
+    state: str
+    variant: str | None
+    params: dict[str, Any]
+    values: list[float] | None
+    steps_used: int
+    reason: str | None
+    test_metric: float | None
+    pareto: bool
+
+
+@dataclass
+class SearchReport:
+    """Every trial of a study, its Pareto front and hypervolume: ``lorasearch pareto --json``."""
+
+    study: str
+    metric_name: str | None
+    trials: list[TrialRow]
+    pareto: list[int]
+    hypervolume: float
+    hypervolume_history: list[float]
+    reference_point: dict[str, float]
+    steps_used: int
+
+    @classmethod
+    def from_dict(cls, report: dict[str, Any]) -> SearchReport:
+        return cls(**(report | {"trials": [TrialRow(**row) for row in report["trials"]]}))
+
+    @property
+    def front(self) -> list[TrialRow]:
+        """The Pareto trials, in trial order."""
+        return [t for t in self.trials if t.pareto]
+
+
+@dataclass
+class Pick:
+    """The front's configuration chosen for a budget, and where it was exported and registered:
+    ``lorasearch best --json``. ``test_metric_retrained`` is set when the export had to retrain
+    the trial (no stored adapter), ``registered_model`` when it was registered."""
+
+    study: str
+    trial: int
+    variant: str
+    hyperparameters: dict[str, Any]
+    metric_name: str
+    dev_metric: float
+    test_metric: float | None
+    trainable_params: int
+    stored_params: int | None
+    rule: str
+    why: str
+    mlflow_run_id: str | None
+    export_dir: str | None = None
+    export_source: str | None = None
+    registered_version: str | None = None
+    test_metric_retrained: float | None = None
+    registered_model: str | None = None
+
+
+@dataclass
+class RefitRow:
+    """One Pareto configuration retrained under several seeds: mean ± std on dev and test."""
+
+    number: int
+    variant: str
+    params: dict[str, Any]
+    search_dev_metric: float
+    seeds: int
+    dev_mean: float
+    dev_std: float
+    test_mean: float
+    test_std: float
+    trainable_params: int
+    stored_params: int
+
+
+@dataclass
+class RefitReport:
+    """``lorasearch refit --json``."""
+
+    study: str
+    refits: list[RefitRow]

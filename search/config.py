@@ -1,0 +1,76 @@
+"""What a search is given: how to search (:class:`SearchConfig`) and what every trial shares
+(:class:`Fixed`, stored on the study as JSON so any worker can rebuild it)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lorasearch.errors import LorasearchError
+from lorasearch.search.samplers import SAMPLERS
+from lorasearch.spaces import SearchSpace
+from lorasearch.training.trainer import TrainConfig
+from lorasearch.training.trial import DataConfig, ModelConfig
+
+
+@dataclass
+class SearchConfig:
+    """How to search: budget, storage, sampler, early stopping and the space. (Tracking is not
+    part of it: ``run_search`` takes a tracker, see ``lorasearch.tracking.make_tracking``.)"""
+
+    trials: int
+    space: SearchSpace
+    timeout_s: float | None = None
+    storage: str | None = None
+    study_name: str | None = None
+    sampler: str = "tpe"
+    seed: int = 0
+    early_stop: bool = True
+    margin: float = 0.01
+    max_params: int | None = None
+    total: bool = False  # trials = the study's target of ended trials, not how many to add
+    heartbeat_s: float = 30.0  # a silent worker's trial is failed after 2 heartbeats (and retried)
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_s <= 0:
+            raise LorasearchError(f"--heartbeat must be > 0 seconds, got {self.heartbeat_s}")
+        if self.trials < 1:
+            raise LorasearchError(f"--trials must be >= 1, got {self.trials}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise LorasearchError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
+        if self.sampler not in SAMPLERS:
+            raise LorasearchError(f"unknown sampler '{self.sampler}'; use {', '.join(SAMPLERS)}")
+        if self.max_params is not None and self.max_params < 1:
+            raise LorasearchError(f"--max-params must be >= 1, got {self.max_params}")
+        if not 0 <= self.margin < 1:
+            raise LorasearchError(f"--early-stop-margin must be in [0, 1), got {self.margin}")
+
+    def settings(self) -> dict[str, Any]:
+        """What the study keeps of this config, so a worker joining it searches the same way."""
+        return {
+            "sampler": self.sampler, "seed": self.seed, "early_stop": self.early_stop,
+            "margin": self.margin, "max_params": self.max_params,
+        }  # fmt: skip
+
+
+@dataclass
+class Fixed:
+    """The part of every trial the search does not vary."""
+
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"data": asdict(self.data), "model": asdict(self.model), "train": asdict(self.train)}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Fixed:
+        raw = json.loads(text)
+        model = raw["model"] | {
+            "targets": tuple(raw["model"]["targets"]) if raw["model"]["targets"] else None
+        }
+        return cls(DataConfig(**raw["data"]), ModelConfig(**model), TrainConfig(**raw["train"]))

@@ -1,0 +1,158 @@
+"""One trial of the search: draw, count, check the budget, train with early stopping, record.
+
+Each trial's parameter count is computed before training, so a ``max_params`` budget rejects a
+configuration without training it (and tells the sampler, as Optuna's per-trial constraint), and
+early stopping can compare costs. What a trial did is kept through :mod:`records`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from lorasearch.adapters import build_adapter
+from lorasearch.errors import LorasearchError, first_line
+from lorasearch.search import records
+from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.early_stop import Finished, stop_reason
+from lorasearch.search.progress import SearchProgress
+from lorasearch.tracking.base import Tracking
+from lorasearch.training.trial import Trial, load_data, planned_counts, run_trial
+
+BUDGET = "max_params"  # the constraint's name: trainable params over --max-params (<= 0 fits)
+
+
+def make_objective(
+    study: optuna.Study,
+    fixed: Fixed,
+    config: SearchConfig,
+    progress: SearchProgress,
+    tracker: Tracking,
+):
+    """The function Optuna calls per trial: returns (dev metric, trainable params)."""
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        records.record_start(trial, f"{socket.gethostname()}:{os.getpid()}")
+        run_id = tracker.start_trial(trial.number, study.study_name)
+        if run_id is not None:
+            records.record_run(trial, run_id)
+        try:
+            variant, knobs = config.space.suggest(trial, fixed.train.steps)
+            records.record_config(trial, variant, knobs)
+            progress.trial_started(trial.number, variant, knobs)
+            tracker.trial_config(run_id, variant, knobs, asdict(fixed.train))
+            spec = Trial(
+                fixed.data, fixed.model, build_adapter(variant, **knobs), copy.copy(fixed.train)
+            )
+            planned = planned_counts(spec).trainable
+            over = planned - config.max_params if config.max_params else 0
+            records.record_plan(trial, planned, over)
+            if config.max_params is not None:
+                trial.set_constraint(BUDGET, over)  # what TPE, NSGA-II and GP steer by
+                if over > 0:
+                    _prune(
+                        trial,
+                        f"over budget: {planned:,} trainable params > --max-params "
+                        f"{config.max_params:,}",
+                    )
+            stopper = (
+                _early_stopper(study, trial, planned, config, len(load_data(fixed.data).dev))
+                if config.early_stop
+                else None
+            )
+
+            def on_eval(step: int, metric: float) -> str | None:
+                tracker.evaluation(run_id, step, metric)
+                return stopper(step, metric) if stopper else None
+
+            with tempfile.TemporaryDirectory(prefix="lorasearch-") as folder:
+                keep = run_id is not None and tracker.active
+                result = run_trial(
+                    spec,
+                    on_eval=on_eval,
+                    on_step=tracker.step if tracker.active else None,
+                    progress=progress.trial_step,
+                    export_dir=Path(folder) if keep else None,
+                )
+                if keep and not result.stopped_early:  # `best` exports this very adapter
+                    tracker.log_adapter(run_id, Path(folder))
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            records.record_reason(trial, "interrupted (Ctrl-C)")
+            raise
+        except Exception as exc:
+            records.record_reason(trial, _reason(exc))
+            _release_memory()
+            raise
+        records.record_result(trial, result)
+        if result.stopped_early:
+            _prune(trial, result.stopped_early)
+        return result.dev_metric, float(result.trainable_params)
+
+    return objective
+
+
+def check_budget(fixed: Fixed, config: SearchConfig) -> None:
+    """A budget no configuration of the space fits is the user's error, said before any trial."""
+    sizes = {}
+    for variant in config.space.variants:
+        knobs = config.space.smallest(variant, fixed.train.steps)
+        spec = Trial(fixed.data, fixed.model, build_adapter(variant, **knobs), fixed.train)
+        sizes[variant] = planned_counts(spec).trainable
+    variant = min(sizes, key=sizes.get)
+    if sizes[variant] > config.max_params:
+        raise LorasearchError(
+            f"--max-params {config.max_params:,} is below the smallest configuration in the "
+            f"space ({variant} at its lowest knobs: {sizes[variant]:,} trainable params)"
+        )
+
+
+def _early_stopper(
+    study: optuna.Study, trial: optuna.Trial, params: int, config: SearchConfig, dev_size: int
+):
+    def on_eval(step: int, metric: float) -> str | None:
+        records.record_partial(trial, step, metric)  # last point, for workers
+        finished = finished_trials(study)
+        return stop_reason(step, metric, params, finished, config.margin, dev_size)
+
+    return on_eval
+
+
+def finished_trials(study: optuna.Study) -> list[Finished]:
+    """COMPLETE trials as the early-stopping rule sees them."""
+    return [
+        Finished(t.number, int(t.values[1]), t.curve, t.values[0])
+        for t in records.trial_records(study, states=(TrialState.COMPLETE,))
+    ]
+
+
+def _prune(trial: optuna.Trial, reason: str) -> None:
+    records.record_reason(trial, reason, pruned=True)
+    raise optuna.TrialPruned(reason)
+
+
+def _reason(exc: Exception) -> str:
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return "out of memory: " + first_line(exc)
+    text = first_line(exc) if str(exc).strip() else ""
+    return text if isinstance(exc, LorasearchError) else f"{type(exc).__name__}: {text}"
+
+
+def _release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,244 @@
+"""The study's stored record, typed: the only code that knows the Optuna user-attr keys.
+
+A study keeps what any later command needs (the fixed trial settings, the space, the metric,
+the hypervolume's reference point); each trial its configuration, result and timings. Readers
+get frozen dataclasses (:class:`StudyRecord`, :class:`TrialRecord`); writers call the
+``record_*``/``write_*`` functions below.
+
+Versions: a study created since the records were typed holds ``record_version``
+(:data:`RECORD_VERSION`); one without it is version 0 (written by lorasearch up to 4981626)
+and is read with the same keys. A later version that changes a key reads the old ones here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lorasearch.errors import LorasearchError
+from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.spaces import SearchSpace
+
+RECORD_VERSION = 1
+
+# Study user attrs. `fixed` is written last (write_search, then write_new_study): a worker that
+# sees it sees the rest.
+VERSION, METRIC, CHANCE, FULL = "record_version", "metric_name", "chance", "full_params"
+FIXED, SPACE, SEARCH, PARENT_ATTR = "fixed", "space", "search", "mlflow_parent_run_id"
+# Trial user attrs.
+RUN_ATTR, WORKER, VARIANT, KNOBS = "mlflow_run_id", "worker", "variant", "knobs"
+PLANNED, OVER_BUDGET, PARTIAL, CURVE = "planned_params", "over_budget", "partial_curve", "curve"
+PRUNE_REASON, FAIL_REASON, STEPS_USED = "prune_reason", "fail_reason", "steps_used"
+# TrainResult fields stored under their own names.
+RESULT_FIELDS = (
+    "dev_metric", "test_metric", "trainable_params", "adapter_params", "head_params",
+    "stored_params", "steps_per_second", "train_time_s", "wall_time_s", "eval_time_s",
+    "prepare_time_s", "peak_memory_mb", "device",
+)  # fmt: skip
+
+ABANDONED = "its worker stopped without ending it (killed, or its heartbeat lapsed)"
+_RETRY = optuna.storages.RetryHeartbeatStaleTrialCallback
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """What a lorasearch study holds about itself."""
+
+    name: str
+    metric_name: str
+    chance: float  # the metric at chance level: the hypervolume's reference
+    full_params: int  # the base model's parameter count: the other reference
+    fixed: Fixed
+    space: SearchSpace
+    settings: dict[str, Any]  # sampler, seed, early_stop, margin, max_params
+    parent_run_id: str | None  # the study's MLflow run, once tracked
+    version: int  # 0: written before versioning (lorasearch up to 4981626)
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> StudyRecord:
+        attrs = study.user_attrs
+        check_lorasearch(study)
+        version = attrs.get(VERSION, 0)
+        if version > RECORD_VERSION:
+            raise LorasearchError(
+                f"study '{study.study_name}' was written by a newer lorasearch (record version "
+                f"{version}; this one reads up to {RECORD_VERSION}): upgrade lorasearch"
+            )
+        return cls(
+            name=study.study_name,
+            metric_name=attrs[METRIC],
+            chance=attrs[CHANCE],
+            full_params=attrs[FULL],
+            fixed=Fixed.from_json(attrs[FIXED]),
+            space=SearchSpace.from_json(attrs[SPACE]),
+            settings=json.loads(attrs.get(SEARCH, "{}")),
+            parent_run_id=attrs.get(PARENT_ATTR),
+            version=version,
+        )
+
+    def search_config(self, **options: Any) -> SearchConfig:
+        """A :class:`SearchConfig` searching as this study does (a worker joining it);
+        ``options`` add the count, storage, timeouts (and may override the settings)."""
+        return SearchConfig(space=self.space, study_name=self.name, **(self.settings | options))
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as lorasearch recorded it (fields None where the trial never got that far)."""
+
+    number: int
+    state: str  # COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    variant: str | None
+    knobs: dict[str, Any]
+    values: tuple[float, float] | None  # (dev metric, trainable params) of a COMPLETE trial
+    dev_metric: float | None
+    test_metric: float | None
+    trainable_params: int | None
+    adapter_params: int | None
+    head_params: int | None
+    stored_params: int | None
+    planned_params: int | None  # counted before training
+    steps_used: int
+    curve: dict[int, float]  # step -> dev metric
+    reason: str | None  # why it was stopped or failed, as `pareto` prints it (retries noted)
+    cause: str | None  # the same without the retry note
+    retry_of: int | None  # the trial this one retries (its worker died)
+    run_id: str | None  # its MLflow run
+    worker: str | None  # host:pid
+    device: str | None
+    steps_per_second: float | None
+    peak_memory_mb: float | None
+    train_time_s: float | None
+    wall_time_s: float | None
+    eval_time_s: float | None
+    prepare_time_s: float | None
+
+    @property
+    def finished(self) -> bool:
+        """Ended one way or another: COMPLETE, PRUNED or FAIL."""
+        return self.state in ("COMPLETE", "PRUNED", "FAIL")
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> TrialRecord:
+        attrs = trial.user_attrs
+        cause = attrs.get(PRUNE_REASON) or attrs.get(FAIL_REASON)
+        if trial.state == TrialState.FAIL and not cause:
+            cause = ABANDONED
+        retry_of = _RETRY.retried_trial_number(trial)
+        reason = cause
+        if retry_of is not None:
+            reason = f"retry of trial {retry_of}" + (f"; {cause}" if cause else "")
+        return cls(
+            number=trial.number,
+            state=trial.state.name,
+            variant=attrs.get(VARIANT),
+            knobs=attrs.get(KNOBS, {}),
+            values=tuple(trial.values) if trial.values else None,
+            planned_params=attrs.get(PLANNED),
+            steps_used=attrs.get(STEPS_USED, 0),
+            curve={int(step): value for step, value in attrs.get(CURVE, {}).items()},
+            reason=reason,
+            cause=cause,
+            retry_of=retry_of,
+            run_id=attrs.get(RUN_ATTR),
+            worker=attrs.get(WORKER),
+            **{name: attrs.get(name) for name in RESULT_FIELDS},
+        )
+
+
+def trial_records(study: optuna.Study, states=None) -> list[TrialRecord]:
+    """The study's trials (those in ``states``, else all), in number order."""
+    return [TrialRecord.of(t) for t in study.get_trials(deepcopy=False, states=states)]
+
+
+def front(study: optuna.Study) -> list[TrialRecord]:
+    """The Pareto front of COMPLETE trials (Optuna's ``best_trials``); [] when none is."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []
+    return [TrialRecord.of(t) for t in study.best_trials]
+
+
+# --- the study ------------------------------------------------------------------------------------
+
+
+def is_lorasearch(study: optuna.Study) -> bool:
+    """Whether the study holds a complete lorasearch record (its last key is written)."""
+    return FIXED in study.user_attrs
+
+
+def check_lorasearch(study: optuna.Study) -> None:
+    if not is_lorasearch(study):
+        raise LorasearchError(f"study '{study.study_name}' was not created by lorasearch")
+
+
+def metric_name(study: optuna.Study) -> str | None:
+    return study.user_attrs.get(METRIC)
+
+
+def parent_run_id(study: optuna.Study) -> str | None:
+    return study.user_attrs.get(PARENT_ATTR)
+
+
+def set_parent_run_id(study: optuna.Study, run_id: str) -> None:
+    study.set_user_attr(PARENT_ATTR, run_id)
+
+
+def write_new_study(
+    study: optuna.Study, fixed: Fixed, metric: str, chance: float, full_params: int
+) -> None:
+    """A new study's record, at the current version."""
+    study.set_metric_names([metric, "trainable_params"])
+    study.set_user_attr(VERSION, RECORD_VERSION)
+    study.set_user_attr(METRIC, metric)
+    study.set_user_attr(CHANCE, chance)
+    study.set_user_attr(FULL, full_params)
+    study.set_user_attr(FIXED, fixed.to_json())  # last: a worker seeing it sees the rest
+
+
+def write_search(study: optuna.Study, space: SearchSpace, settings: dict[str, Any]) -> None:
+    """How the study is searched now (each run; a worker joining it reads these)."""
+    study.set_user_attr(SPACE, space.to_json())
+    study.set_user_attr(SEARCH, json.dumps(settings))
+
+
+# --- a running trial ------------------------------------------------------------------------------
+
+
+def record_start(trial: optuna.Trial, worker: str) -> None:
+    trial.set_user_attr(STEPS_USED, 0)
+    trial.set_user_attr(WORKER, worker)
+
+
+def record_run(trial: optuna.Trial, run_id: str) -> None:
+    trial.set_user_attr(RUN_ATTR, run_id)
+
+
+def record_config(trial: optuna.Trial, variant: str, knobs: dict[str, Any]) -> None:
+    trial.set_user_attr(VARIANT, variant)
+    trial.set_user_attr(KNOBS, knobs)
+
+
+def record_plan(trial: optuna.Trial, planned: int, over_budget: int) -> None:
+    trial.set_user_attr(PLANNED, planned)
+    trial.set_user_attr(OVER_BUDGET, over_budget)
+
+
+def record_partial(trial: optuna.Trial, step: int, metric: float) -> None:
+    """The last dev evaluation of a running trial, for other workers to see."""
+    trial.set_user_attr(PARTIAL, {str(step): metric})
+
+
+def record_result(trial: optuna.Trial, result) -> None:
+    """A trained trial's :class:`TrainResult`: curve, steps, metrics, counts, timings."""
+    trial.set_user_attr(CURVE, {str(p.step): p.dev_metric for p in result.curve})
+    trial.set_user_attr(STEPS_USED, result.steps + result.preliminary_steps)
+    for name in RESULT_FIELDS:
+        trial.set_user_attr(name, getattr(result, name))
+
+
+def record_reason(trial: optuna.Trial, reason: str, pruned: bool = False) -> None:
+    trial.set_user_attr(PRUNE_REASON if pruned else FAIL_REASON, reason)

@@ -1,0 +1,50 @@
+"""A study as one JSON object (``search --json``, ``pareto --json``): every trial, the front,
+the hypervolume and its history."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from lorasearch.search.pareto import hypervolume_history
+from lorasearch.search.records import StudyRecord, TrialRecord, front, trial_records
+
+
+def study_report(study: optuna.Study) -> dict[str, Any]:
+    """Every trial (old and new), the front and the hypervolume: the ``--json`` object."""
+    record = StudyRecord.of(study)
+    trials = trial_records(study)
+    pareto = {t.number for t in front(study)}
+    rows = [trial_row(t, t.number in pareto) for t in trials]
+    ended = [t for t in trials if t.finished]
+    history = hypervolume_history(ended, record.chance, record.full_params)
+    return {
+        "study": study.study_name,
+        "metric_name": record.metric_name,
+        "trials": rows,
+        "pareto": sorted(pareto),
+        "hypervolume": history[-1] if history else 0.0,
+        "hypervolume_history": history,
+        "reference_point": {
+            "metric": record.chance,
+            "log10_params": math.log10(record.full_params),
+        },
+        "steps_used": sum(r["steps_used"] for r in rows),
+    }
+
+
+def trial_row(trial: TrialRecord, pareto: bool) -> dict[str, Any]:
+    """One trial of the report."""
+    return {
+        "number": trial.number,
+        "state": trial.state,
+        "variant": trial.variant,
+        "params": trial.knobs,
+        "values": list(trial.values) if trial.values else None,
+        "steps_used": trial.steps_used,
+        "reason": trial.reason,
+        "test_metric": trial.test_metric,
+        "pareto": pareto,
+    }
