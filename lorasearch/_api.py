@@ -81,7 +81,12 @@ def optimize(
     *,
     trials: int | None = None,
     total_trials: int | None = None,
-    steps: int = 300,
+    steps: int | None = None,
+    max_steps: int | None = None,
+    min_steps: int | None = None,
+    eta: int | None = None,
+    fidelity: bool | None = None,
+    fidelity_signal: str | None = None,
     variants: str | list[str] | None = None,
     space: dict | str | Path | None = None,
     storage: str | None = None,
@@ -106,8 +111,14 @@ def optimize(
     (default tpe). Several tasks (``task=[...]``, ``data`` one per task or one folder of task
     folders) run one study each and return one report each.
 
+    Multi-fidelity (default): each trial is evaluated at rungs ``max_steps``/``eta``^k down to
+    ``min_steps`` and goes on past a rung only if promotable by Pareto layer among the trials
+    seen there; ``max_steps`` (R, the full budget; ``steps`` alone means the same) defaults to
+    300, ``eta`` to 3, ``fidelity_signal`` to ``dev_loss`` (or ``dev_metric``); ``fidelity=False``
+    trains every trial to R. A resumed study keeps its own rungs.
+
     Without ``data`` and ``task``, joins the existing ``study_name`` as ``lorasearch worker``
-    does: its task, model, space and sampler come from the study.
+    does: its task, model, space, sampler and rungs come from the study.
     """
     from lorasearch.search.config import Fixed, SearchConfig
 
@@ -116,19 +127,27 @@ def optimize(
     count, total = opts.trial_count(trials, total_trials)
     counts = {"trials": count, "total": total, "heartbeat_s": heartbeat_s, "timeout_s": timeout_s}
     if not opts.as_list(data) and not opts.as_list(task) and study_name is not None:
-        given = {"variants": variants, "space": space, "sampler": sampler, "max_params": max_params}
+        given = {"variants": variants, "space": space, "sampler": sampler, "max_params": max_params,
+                 "steps": steps, "max_steps": max_steps, "min_steps": min_steps, "eta": eta,
+                 "fidelity": fidelity, "fidelity_signal": fidelity_signal}  # fmt: skip
         if any(value is not None for value in given.values()):
             raise LorasearchError(
-                f"joining study '{study_name}': its space, sampler and budget come from the study"
+                f"joining study '{study_name}': its space, sampler, budget and rungs come from "
+                "the study"
             )
         return _join(
             study_name, storage, counts, options["device"], tracking_uri, tracking, progress
         )
+    steps = opts.full_budget(steps, max_steps)
     config = SearchConfig(
         space=opts.search_space(space, variants), storage=storage, study_name=study_name,
         sampler=sampler or "tpe", seed=options["seed"], early_stop=early_stop,
-        margin=early_stop_margin, max_params=max_params, **counts,
+        margin=early_stop_margin, max_params=max_params,
+        fidelity=True if fidelity is None else fidelity, min_steps=min_steps,
+        eta=3 if eta is None else eta, signal=fidelity_signal or "dev_loss", **counts,
     )  # fmt: skip
+    if steps >= 1:
+        config.rungs(steps)  # bad --eta / --min-steps: the user's error, before anything runs
     _tracking(tracking_uri, tracking)  # a malformed URI fails here, before anything is written
     jobs = opts.task_jobs(task, data)
     model = opts.model_source(model, tokenizer)
@@ -263,6 +282,6 @@ def best_per_task(reports: list[SearchReport], storage: str | None, max_params: 
         rows.append({
             "study": result.study, "metric_name": best.metric_name,
             "best": {key: getattr(best, key) for key in keys}, "why": best.why,
-            "report": dataclasses.asdict(result),
+            "report": result.to_json(),
         })  # fmt: skip
     return {"tasks": rows}

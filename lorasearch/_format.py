@@ -18,7 +18,10 @@ def show(result, as_json: bool, **context) -> None:
     """Print ``result`` (a TrainResult, SearchReport, RefitReport, Pick, or the several-task
     dict) as JSON or as its table; ``context`` carries what a table needs beyond the JSON."""
     if as_json:
-        plain = dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result
+        if hasattr(result, "to_json"):
+            plain = result.to_json()
+        else:
+            plain = dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result
         click.echo(json.dumps(plain))
         return
     render = {
@@ -75,14 +78,20 @@ def _report(report) -> None:
         "steps",
         "note",
     ]
+    rungs = any(t.rung is not None for t in report.trials)  # a multi-fidelity study
+    if rungs:
+        columns.insert(columns.index("steps") + 1, "rung")
     rows = []
     for t in report.trials:
         dev, params = t.values or (None, None)
-        rows.append([
+        row = [
             f"{t.number}{'*' if t.pareto else ''}", t.state, t.variant or "", knob_text(t.params),
             f"{dev:.4f}" if dev is not None else "",
             f"{int(params):,}" if params is not None else "", str(t.steps_used), t.reason or "",
-        ])  # fmt: skip
+        ]  # fmt: skip
+        if rungs:
+            row.insert(columns.index("rung"), "" if t.rung is None else str(t.rung))
+        rows.append(row)
     _table(f"study {report.study}: dev {metric} vs trainable params (* = Pareto)", columns, rows)
     reference = report.reference_point
     click.echo(

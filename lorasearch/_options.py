@@ -177,6 +177,17 @@ def search_space(space, variants):
     return load_space_file(space, chosen)
 
 
+def full_budget(steps: int | None, max_steps: int | None, default: int = 300) -> int:
+    """A search's full budget R: ``--max-steps``, or ``--steps`` alone (the same thing)."""
+    if steps is not None and max_steps is not None and steps != max_steps:
+        raise LorasearchError(
+            f"--steps {steps} and --max-steps {max_steps} disagree: in a search both set the "
+            "full budget R; give one"
+        )
+    budget = max_steps if max_steps is not None else steps
+    return default if budget is None else budget
+
+
 def trial_count(trials: int | None, total_trials: int | None) -> tuple[int, bool]:
     """``(n, total)``: trials to add, or (total) the study's target of ended trials."""
     if (trials is None) == (total_trials is None):

@@ -7,13 +7,14 @@ the training loop that fills it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
 @dataclass
 class TrialRow:
-    """One trial of a study as ``pareto`` lists it (``values``: [dev metric, trainable params])."""
+    """One trial of a study as ``pareto`` lists it (``values``: [dev metric, trainable params];
+    ``test_metric`` on the front only; ``rung``: the rungs it reached, None without rungs)."""
 
     number: int
     state: str
@@ -24,6 +25,7 @@ class TrialRow:
     reason: str | None
     test_metric: float | None
     pareto: bool
+    rung: int | None = None
 
 
 @dataclass
@@ -42,6 +44,15 @@ class SearchReport:
     @classmethod
     def from_dict(cls, report: dict[str, Any]) -> SearchReport:
         return cls(**(report | {"trials": [TrialRow(**row) for row in report["trials"]]}))
+
+    def to_json(self) -> dict[str, Any]:
+        """``dataclasses.asdict``, less each trial's ``rung`` where it is None (a trial searched
+        without rungs): what ``pareto --json`` prints."""
+        plain = asdict(self)
+        for row in plain["trials"]:
+            if row["rung"] is None:
+                del row["rung"]
+        return plain
 
     @property
     def front(self) -> list[TrialRow]:

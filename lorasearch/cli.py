@@ -112,8 +112,9 @@ def task_options(command):
                      "all-MiniLM-L6-v2."),
         click.option("--targets", help="Comma-separated module names to adapt; default: detected."),
         click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code to run."),
-        click.option("--steps", "--search-steps", "steps", type=int, default=300,
-                     show_default=True, help="Training steps (per trial, in a search)."),
+        click.option("--steps", "--search-steps", "steps", type=int,
+                     help="Training steps [default: 300]; in a search, the full budget R "
+                     "(= --max-steps)."),
         click.option("--batch-size", type=int, default=32, show_default=True),
         click.option("--max-length", type=int, default=64, show_default=True,
                      help="Tokens per example."),
@@ -167,6 +168,8 @@ def train(variant, rank, alpha, dropout, lr, settings, export_dir, force, as_jso
     knobs = dict(rank=rank, alpha=alpha, dropout=dropout, lr=lr)
     knobs = {k: v for k, v in knobs.items() if v is not None}
     knobs |= parse_settings(settings, get_variant(variant).config_class)
+    if options["steps"] is None:
+        del options["steps"]  # the API's default
     result = api.train(variant=variant, knobs=knobs, export_dir=export_dir, force=force,
                        progress=True, **options)  # fmt: skip
     show(result, as_json)
@@ -198,6 +201,16 @@ def variants(as_json):
 @click.option("--max-params", type=int, help="Reject configurations with more trainable params.")
 @click.option("--early-stop/--no-early-stop", default=True, show_default=True)
 @click.option("--early-stop-margin", type=float, default=0.01, show_default=True)
+@click.option("--fidelity/--no-fidelity", default=True, show_default=True,
+              help="Multi-fidelity: stop at a rung the trials not promotable by Pareto layer; "
+              "--no-fidelity trains every trial to R.")  # fmt: skip
+@click.option("--max-steps", type=int, help="The full budget R [default: --steps, 300].")
+@click.option("--min-steps", type=int, help="The lowest rung [default: R // eta^3].")
+@click.option("--eta", type=int, default=3, show_default=True,
+              help="Rungs at R/eta^k; the top ~1/eta at a rung go on.")  # fmt: skip
+@click.option("--fidelity-signal", type=click.Choice(["dev_loss", "dev_metric"]),
+              default="dev_loss", show_default=True,
+              help="What ranks trials at the early rungs (dev cross-entropy or dev metric).")  # fmt: skip
 @tracking_uri_option
 @no_tracking_option
 @json_option

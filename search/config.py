@@ -13,6 +13,9 @@ from lorasearch.spaces import SearchSpace
 from lorasearch.training.trainer import TrainConfig
 from lorasearch.training.trial import DataConfig, ModelConfig
 
+# The settings that fix a study's rungs: a resumed study keeps its own (see search/study.py).
+FIDELITY_SETTINGS = ("fidelity", "min_steps", "eta", "signal")
+
 
 @dataclass
 class SearchConfig:
@@ -31,6 +34,14 @@ class SearchConfig:
     max_params: int | None = None
     total: bool = False  # trials = the study's target of ended trials, not how many to add
     heartbeat_s: float = 30.0  # a silent worker's trial is failed after 2 heartbeats (and retried)
+    # Multi-fidelity (search/fidelity.py): rungs at R/eta^k .. R (R = the trials' steps), down to
+    # min_steps; at each rung below R a trial goes on only if promotable by Pareto layer.
+    fidelity: bool = True
+    min_steps: int | None = None  # the lowest rung [default: fidelity.rung_steps' own]
+    eta: int = 3
+    # The early-rung signal. dev_loss (dev cross-entropy) for now: the learning-curve table
+    # (bench/table.py, issue 13) decides between it and dev_metric from the rank correlations.
+    signal: str = "dev_loss"
 
     def __post_init__(self) -> None:
         if self.heartbeat_s <= 0:
@@ -45,12 +56,32 @@ class SearchConfig:
             raise LorasearchError(f"--max-params must be >= 1, got {self.max_params}")
         if not 0 <= self.margin < 1:
             raise LorasearchError(f"--early-stop-margin must be in [0, 1), got {self.margin}")
+        from lorasearch.search.fidelity import SIGNALS
+
+        if self.signal not in SIGNALS:
+            raise LorasearchError(
+                f"unknown --fidelity-signal '{self.signal}'; use {', '.join(SIGNALS)}"
+            )
+        if self.eta < 2:
+            raise LorasearchError(f"--eta must be >= 2, got {self.eta}")
+        if self.min_steps is not None and self.min_steps < 1:
+            raise LorasearchError(f"--min-steps must be >= 1, got {self.min_steps}")
+
+    def rungs(self, max_steps: int) -> tuple[int, ...]:
+        """The steps at which trials are compared: ascending, the last is ``max_steps`` (R);
+        just (R,) without fidelity. Bad values are the user's one-line error."""
+        if not self.fidelity:
+            return (max_steps,)
+        from lorasearch.search.fidelity import rung_steps
+
+        return tuple(rung_steps(max_steps, self.min_steps, self.eta))
 
     def settings(self) -> dict[str, Any]:
         """What the study keeps of this config, so a worker joining it searches the same way."""
         return {
             "sampler": self.sampler, "seed": self.seed, "early_stop": self.early_stop,
-            "margin": self.margin, "max_params": self.max_params,
+            "margin": self.margin, "max_params": self.max_params, "fidelity": self.fidelity,
+            "min_steps": self.min_steps, "eta": self.eta, "signal": self.signal,
         }  # fmt: skip
 
 
@@ -63,9 +94,10 @@ class Fixed:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"data": asdict(self.data), "model": asdict(self.model), "train": asdict(self.train)}
-        )
+        train = asdict(self.train)
+        if not train["eval_steps"]:  # (a trial's rungs; the study's own settings hold them)
+            del train["eval_steps"]
+        return json.dumps({"data": asdict(self.data), "model": asdict(self.model), "train": train})
 
     @classmethod
     def from_json(cls, text: str) -> Fixed:

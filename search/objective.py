@@ -1,17 +1,21 @@
-"""One trial of the search: draw, count, check the budget, train with early stopping, record.
+"""One trial of the search: draw, count, check the budget, train through the rungs (with early
+stopping), record.
 
 Each trial's parameter count is computed before training, so a ``max_params`` budget rejects a
 configuration without training it (and tells the sampler, as Optuna's per-trial constraint), and
-early stopping can compare costs. What a trial did is kept through :mod:`records`.
+rungs and early stopping can compare costs. Multi-fidelity (:mod:`fidelity`): at each rung below
+the full budget the trial records its point (signal, params) and goes on only if it is promotable
+among the points recorded at that rung so far (any worker); otherwise it ends PRUNED there. The
+test split is scored only for a trial on the front when it ends (a trial dominated then never
+rejoins the front). What a trial did is kept through :mod:`records`.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import socket
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import optuna
@@ -19,11 +23,12 @@ from optuna.trial import TrialState
 
 from lorasearch.adapters import build_adapter
 from lorasearch.errors import LorasearchError, first_line
-from lorasearch.search import records
+from lorasearch.search import fidelity, records
 from lorasearch.search.config import Fixed, SearchConfig
 from lorasearch.search.early_stop import Finished, stop_reason
 from lorasearch.search.progress import SearchProgress
 from lorasearch.tracking.base import Tracking
+from lorasearch.training.trainer import EvalPoint, TrainResult
 from lorasearch.training.trial import Trial, load_data, planned_counts, run_trial
 
 BUDGET = "max_params"  # the constraint's name: trainable params over --max-params (<= 0 fits)
@@ -37,9 +42,12 @@ def make_objective(
     tracker: Tracking,
 ):
     """The function Optuna calls per trial: returns (dev metric, trainable params)."""
+    rungs = config.rungs(fixed.train.steps)
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         records.record_start(trial, f"{socket.gethostname()}:{os.getpid()}")
+        if config.fidelity:
+            records.record_rung(trial, 0)
         run_id = tracker.start_trial(trial.number, study.study_name)
         if run_id is not None:
             records.record_run(trial, run_id)
@@ -47,10 +55,9 @@ def make_objective(
             variant, knobs = config.space.suggest(trial, fixed.train.steps)
             records.record_config(trial, variant, knobs)
             progress.trial_started(trial.number, variant, knobs)
-            tracker.trial_config(run_id, variant, knobs, asdict(fixed.train))
-            spec = Trial(
-                fixed.data, fixed.model, build_adapter(variant, **knobs), copy.copy(fixed.train)
-            )
+            train = replace(fixed.train, eval_steps=rungs[:-1])  # the rungs are evaluated
+            tracker.trial_config(run_id, variant, knobs, asdict(train))
+            spec = Trial(fixed.data, fixed.model, build_adapter(variant, **knobs), train)
             planned = planned_counts(spec).trainable
             over = planned - config.max_params if config.max_params else 0
             records.record_plan(trial, planned, over)
@@ -67,10 +74,18 @@ def make_objective(
                 if config.early_stop
                 else None
             )
+            gate = _rung_gate(study, trial, planned, rungs, config) if config.fidelity else None
 
-            def on_eval(step: int, metric: float) -> str | None:
-                tracker.evaluation(run_id, step, metric)
-                return stopper(step, metric) if stopper else None
+            def on_eval(point: EvalPoint) -> str | None:
+                tracker.evaluation(run_id, point.step, point.dev_metric)
+                if gate and (reason := gate(point)):
+                    return reason
+                return stopper(point.step, point.dev_metric) if stopper else None
+
+            def score_test(result: TrainResult) -> bool:  # only a trial on the front uses it
+                if result.stopped_early:
+                    return False
+                return not dominated(study, result.dev_metric, result.trainable_params)
 
             with tempfile.TemporaryDirectory(prefix="lorasearch-") as folder:
                 keep = run_id is not None and tracker.active
@@ -80,6 +95,7 @@ def make_objective(
                     on_step=tracker.step if tracker.active else None,
                     progress=progress.trial_step,
                     export_dir=Path(folder) if keep else None,
+                    score_test=score_test,
                 )
                 if keep and not result.stopped_early:  # `best` exports this very adapter
                     tracker.log_adapter(run_id, Path(folder))
@@ -113,6 +129,58 @@ def check_budget(fixed: Fixed, config: SearchConfig) -> None:
             f"--max-params {config.max_params:,} is below the smallest configuration in the "
             f"space ({variant} at its lowest knobs: {sizes[variant]:,} trainable params)"
         )
+
+
+def dominated(study: optuna.Study, dev_metric: float, params: int) -> bool:
+    """Whether a COMPLETE trial of the study has a dev metric at least as high and no more
+    params, better in one of them: a trial ending with these values would be off the front."""
+    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        dev, cost = other.values
+        if dev >= dev_metric and cost <= params and (dev > dev_metric or cost < params):
+            return True
+    return False
+
+
+def _rung_gate(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    params: int,
+    rungs: tuple[int, ...],
+    config: SearchConfig,
+):
+    """At each rung below the full budget: record the trial's point and stop it (the reason)
+    unless it is promotable among the points other trials recorded at that rung."""
+    points: dict[int, tuple[float, int]] = {}
+    full = rungs[-1]
+
+    def on_eval(point: EvalPoint) -> str | None:
+        if point.step not in rungs:
+            return None
+        rung = rungs.index(point.step) + 1
+        if point.step == full:
+            records.record_rung(trial, rung)
+            return None
+        signal = fidelity.signal_of(point, config.signal)
+        points[point.step] = (signal, params)
+        records.record_rung(trial, rung, points)
+        peers = [
+            fidelity.RungPoint(*peer)
+            for peer in records.rung_peers(study, point.step, trial.number)
+        ]
+        candidate = fidelity.RungPoint(trial.number, signal, params)
+        if fidelity.promotable(candidate, peers, config.eta):
+            return None
+        layers = fidelity.pareto_layers([*peers, candidate])
+        layer = next(
+            i for i, members in enumerate(layers, 1)
+            if any(p.number == trial.number for p in members)
+        )  # fmt: skip
+        return (
+            f"not promoted at rung {rung} (step {point.step} of {full}): Pareto layer {layer} "
+            f"of {len(layers)} among {len(peers) + 1} trials at this rung"
+        )
+
+    return on_eval
 
 
 def _early_stopper(

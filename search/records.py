@@ -7,13 +7,17 @@ get frozen dataclasses (:class:`StudyRecord`, :class:`TrialRecord`); writers cal
 
 Versions: a study created since the records were typed holds ``record_version``
 (:data:`RECORD_VERSION`); one without it is version 0 (written by lorasearch up to 4981626)
-and is read with the same keys. A later version that changes a key reads the old ones here.
+and is read with the same keys. Version 2 (multi-fidelity) adds keys only: the search settings'
+``fidelity``/``min_steps``/``eta``/``signal`` (absent: the study was searched without rungs),
+and per trial ``rungs``, ``rung`` and ``dev_loss_curve``; it is a new version so that an older
+lorasearch refuses to join a study whose rungs it would ignore. A later version that changes a
+key reads the old ones here.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -23,7 +27,7 @@ from lorasearch.errors import LorasearchError
 from lorasearch.search.config import Fixed, SearchConfig
 from lorasearch.spaces import SearchSpace
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 
 # Study user attrs. `fixed` is written last (write_search, then write_new_study): a worker that
 # sees it sees the rest.
@@ -33,6 +37,9 @@ FIXED, SPACE, SEARCH, PARENT_ATTR = "fixed", "space", "search", "mlflow_parent_r
 RUN_ATTR, WORKER, VARIANT, KNOBS = "mlflow_run_id", "worker", "variant", "knobs"
 PLANNED, OVER_BUDGET, PARTIAL, CURVE = "planned_params", "over_budget", "partial_curve", "curve"
 PRUNE_REASON, FAIL_REASON, STEPS_USED = "prune_reason", "fail_reason", "steps_used"
+# Version 2: the dev cross-entropy curve beside `curve` (whose shape old readers know), each
+# rung's point {step: [signal, params]} for the trials still to reach it, and the rung reached.
+LOSS_CURVE, RUNGS, RUNG = "dev_loss_curve", "rungs", "rung"
 # TrainResult fields stored under their own names.
 RESULT_FIELDS = (
     "dev_metric", "test_metric", "trainable_params", "adapter_params", "head_params",
@@ -82,8 +89,10 @@ class StudyRecord:
 
     def search_config(self, **options: Any) -> SearchConfig:
         """A :class:`SearchConfig` searching as this study does (a worker joining it);
-        ``options`` add the count, storage, timeouts (and may override the settings)."""
-        return SearchConfig(space=self.space, study_name=self.name, **(self.settings | options))
+        ``options`` add the count, storage, timeouts (and may override the settings). A study
+        whose settings predate the rungs was searched without them, and goes on so."""
+        settings = {"fidelity": False} | self.settings | options
+        return SearchConfig(space=self.space, study_name=self.name, **settings)
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,9 @@ class TrialRecord:
     wall_time_s: float | None
     eval_time_s: float | None
     prepare_time_s: float | None
+    dev_loss_curve: dict[int, float] = field(default_factory=dict)  # step -> dev cross-entropy
+    rungs: dict[int, tuple[float, int]] = field(default_factory=dict)  # step -> (signal, params)
+    rung: int | None = None  # rungs reached (1-based; the last is the full budget); None: no rungs
 
     @property
     def finished(self) -> bool:
@@ -147,6 +159,9 @@ class TrialRecord:
             run_id=attrs.get(RUN_ATTR),
             worker=attrs.get(WORKER),
             **{name: attrs.get(name) for name in RESULT_FIELDS},
+            dev_loss_curve={int(step): v for step, v in attrs.get(LOSS_CURVE, {}).items()},
+            rungs={int(step): (v[0], int(v[1])) for step, v in attrs.get(RUNGS, {}).items()},
+            rung=attrs.get(RUNG),
         )
 
 
@@ -232,9 +247,37 @@ def record_partial(trial: optuna.Trial, step: int, metric: float) -> None:
     trial.set_user_attr(PARTIAL, {str(step): metric})
 
 
+def record_rung(
+    trial: optuna.Trial, rung: int, points: dict[int, tuple[float, int]] | None = None
+) -> None:
+    """The rung the trial has reached (1-based) and its points so far at the rungs below the full
+    budget (step -> (signal, params)), for the trials that reach those rungs later."""
+    trial.set_user_attr(RUNG, rung)
+    if points is not None:
+        trial.set_user_attr(RUNGS, {str(step): list(point) for step, point in points.items()})
+
+
+def rung_peers(study: optuna.Study, step: int, exclude: int) -> list[tuple[int, float, int]]:
+    """``(number, signal, params)`` of every trial but ``exclude`` that recorded a point at rung
+    ``step`` (any worker). Failed trials are left out: a retried configuration counts once."""
+    peers = []
+    for trial in study.get_trials(deepcopy=False):
+        point = trial.user_attrs.get(RUNGS, {}).get(str(step))
+        if point is not None and trial.number != exclude and trial.state != TrialState.FAIL:
+            peers.append((trial.number, float(point[0]), int(point[1])))
+    return peers
+
+
 def record_result(trial: optuna.Trial, result) -> None:
     """A trained trial's :class:`TrainResult`: curve, steps, metrics, counts, timings."""
     trial.set_user_attr(CURVE, {str(p.step): p.dev_metric for p in result.curve})
+    losses = {
+        str(p.step): loss
+        for p in result.curve
+        if (loss := getattr(p, "dev_loss", None)) is not None
+    }
+    if losses:
+        trial.set_user_attr(LOSS_CURVE, losses)
     trial.set_user_attr(STEPS_USED, result.steps + result.preliminary_steps)
     for name in RESULT_FIELDS:
         trial.set_user_attr(name, getattr(result, name))

@@ -17,7 +17,8 @@ def study_report(study: optuna.Study) -> dict[str, Any]:
     record = StudyRecord.of(study)
     trials = trial_records(study)
     pareto = {t.number for t in front(study)}
-    rows = [trial_row(t, t.number in pareto) for t in trials]
+    scored_on_front = record.version >= 2  # since then only a trial on the front scores test
+    rows = [trial_row(t, t.number in pareto, scored_on_front) for t in trials]
     ended = [t for t in trials if t.finished]
     history = hypervolume_history(ended, record.chance, record.full_params)
     return {
@@ -35,9 +36,13 @@ def study_report(study: optuna.Study) -> dict[str, Any]:
     }
 
 
-def trial_row(trial: TrialRecord, pareto: bool) -> dict[str, Any]:
-    """One trial of the report."""
-    return {
+def trial_row(trial: TrialRecord, pareto: bool, test_on_front: bool = True) -> dict[str, Any]:
+    """One trial of the report. ``test_on_front``: ``test_metric`` only on the front (a trial
+    scores test only if it ends on the front; one dominated since keeps its score in the record,
+    not here); a study from before that rule (record version < 2) shows every score it has.
+    ``rung``: the rungs it reached (the last is the full budget), for a multi-fidelity trial
+    only (the key is left out otherwise, so older studies report as they did)."""
+    row = {
         "number": trial.number,
         "state": trial.state,
         "variant": trial.variant,
@@ -45,6 +50,9 @@ def trial_row(trial: TrialRecord, pareto: bool) -> dict[str, Any]:
         "values": list(trial.values) if trial.values else None,
         "steps_used": trial.steps_used,
         "reason": trial.reason,
-        "test_metric": trial.test_metric,
+        "test_metric": trial.test_metric if pareto or not test_on_front else None,
         "pareto": pareto,
     }
+    if trial.rung is not None:
+        row["rung"] = trial.rung
+    return row

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lorasearch.errors import LorasearchError, mask_url
 from lorasearch.search import records
-from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.config import FIDELITY_SETTINGS, Fixed, SearchConfig
 from lorasearch.search.objective import check_budget, make_objective
 from lorasearch.search.pareto import hypervolume
 from lorasearch.search.progress import SearchProgress
@@ -48,6 +48,7 @@ def run_search(
     progress = progress or SearchProgress()
     tracker = NoTracking() if tracker is None else tracker
     config.space.validate(fixed.train.steps)
+    config.rungs(fixed.train.steps)  # bad --eta / --min-steps fail here, before anything is written
     task = load_data(fixed.data)  # bad data fails here, before any study is written
     _, loaded = load_inputs(fixed.data, fixed.model)  # and a bad model (both cached for trials)
     tokenize_task(task, loaded.tokenizer, fixed.train.max_length)  # cached too
@@ -157,12 +158,14 @@ def _optimize_to_total(study, objective, config: SearchConfig, after_trial, trac
 def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConfig) -> None:
     """A new study records what it searches; a resumed one must be searching the same thing."""
     if records.is_lorasearch(study):
-        old = records.StudyRecord.of(study).fixed  # (a newer record version stops here)
+        record = records.StudyRecord.of(study)  # (a newer record version stops here)
+        old = record.fixed
         if (old.data, old.model) != (fixed.data, fixed.model):
             raise LorasearchError(
                 f"study '{study.study_name}' searches another task or model; "
                 "use the same --task/--data/--model options, or another --study"
             )
+        _keep_rungs(study.study_name, record, fixed, config)
         records.write_search(study, config.space, config.settings())
         return
     records.write_search(study, config.space, config.settings())  # before `fixed`, which ends
@@ -174,6 +177,19 @@ def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConf
         chance_level(task.spec.metric, task.dev.labels, task.num_labels),
         sum(p.numel() for p in loaded.model.parameters()),
     )
+
+
+def _keep_rungs(name: str, record, fixed: Fixed, config: SearchConfig) -> None:
+    """A resumed study keeps the rungs it was searched with (a study from before the rungs:
+    none), so its trials stay comparable at each rung; its full budget R must not move."""
+    stored = record.search_config(trials=1)
+    for key in FIDELITY_SETTINGS:
+        setattr(config, key, getattr(stored, key))
+    if config.fidelity and record.fixed.train.steps != fixed.train.steps:
+        raise LorasearchError(
+            f"study '{name}' is searched with rungs up to --max-steps "
+            f"{record.fixed.train.steps}; resume it with that budget, or use another --study"
+        )
 
 
 def _run_record(study: optuna.Study, fixed: Fixed, config: SearchConfig):
@@ -193,6 +209,12 @@ def _run_record(study: optuna.Study, fixed: Fixed, config: SearchConfig):
         "sampler": config.sampler,
         "seed": str(config.seed),
         "early_stop": f"margin {config.margin}" if config.early_stop else "off",
+        "fidelity": (
+            f"rungs {','.join(map(str, config.rungs(fixed.train.steps)))}, eta {config.eta}, "
+            f"signal {config.signal}"
+            if config.fidelity
+            else "off"
+        ),
         "max_params": str(config.max_params or ""),
         "train": json.dumps(asdict(fixed.train)),
     }

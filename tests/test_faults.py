@@ -108,7 +108,10 @@ def test_two_workers_finish_one_postgres_study_with_the_exact_trial_count(
         assert worker.returncode == 0, err
         assert "MLflow tracking at" not in err, err  # tracking never switched off
     study = optuna.load_study(study_name="shared", storage=postgres_url)
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    # Six ended trials; with the rungs shared across both workers some end PRUNED at a rung.
+    states = [t.state for t in study.trials]
+    assert len(states) == 6 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert TrialState.COMPLETE in states
     trials = trial_records(study)
     assert len({t.worker for t in trials}) == 2  # both did work
     runs = _runs(tracking, "shared")
@@ -141,7 +144,7 @@ def test_kill_9_mid_trial_then_the_same_command_completes_the_study(toy_data, ti
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = ["search", *_args(toy_data, tiny_bert, 400), "--storage", storage, "--study", "k",
                "--total-trials", "3", "--heartbeat", "1", "--tracking-uri", uri,
-               "--no-early-stop"]  # fmt: skip
+               "--no-early-stop", "--no-fidelity"]  # fmt: skip
     first = _cli(*command, cwd=tmp_path)
     _wait_for(
         lambda: _states(storage, "k")[:2] == [TrialState.COMPLETE, TrialState.RUNNING],

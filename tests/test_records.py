@@ -116,7 +116,7 @@ def test_a_search_records_through_the_records(toy_data, tiny_bert, tmp_path):
     fixed = _fixed(toy_data, tiny_bert)
     config = SearchConfig(
         trials=2, space=SearchSpace.default(["lora"]), storage=f"sqlite:///{tmp_path / 's.db'}",
-        study_name="s", early_stop=False,
+        study_name="s", early_stop=False, fidelity=False,
     )  # fmt: skip
     study = run_search(fixed, config, tracker=NoTracking())
     record = StudyRecord.of(study)

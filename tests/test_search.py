@@ -160,7 +160,9 @@ def test_early_stopping_stops_exactly_the_trials_the_rule_names(toy_data, tiny_b
     for rank in (16, 32, 2):
         study.enqueue_trial({"lora.rank": rank, "lora.lr": 1e-4})  # slow learners
     fixed = _fixed(toy_data, tiny_bert, steps=60, eval_every=20)
-    study = _search(fixed, tmp_path, 4, name="es", variants=["lora"], margin=0.05)
+    study = _search(
+        fixed, tmp_path, 4, name="es", variants=["lora"], margin=0.05, fidelity=False
+    )  # early stopping alone (rungs: tests/test_multifidelity.py)
     trials = trial_records(study)
     states = [t.state for t in trials]
     # The slow ones at least as large as trial 0 stop; the cheaper slow one may not be stopped.
@@ -242,8 +244,9 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(
     for rank in (2, 4, 3):
         study.enqueue_trial({"lora.rank": rank, "lora.lr": 1e-3})
     report = study_report(
-        _search(_fixed(toy_data, tiny_bert), tmp_path, 3, name="f", variants=["lora"])
-    )
+        _search(_fixed(toy_data, tiny_bert), tmp_path, 3, name="f", variants=["lora"],
+                fidelity=False)
+    )  # fmt: skip
     assert [t["state"] for t in report["trials"]] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert report["trials"][1]["reason"] == "RuntimeError: boom"
 

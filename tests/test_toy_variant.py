@@ -81,7 +81,16 @@ def test_a_toy_variant_is_searched_counted_and_exported(
     # (a) the search draws it
     data = ["--data", str(toy_data), "--text-column", "sentence", "--model", str(tiny_bert)]
     fast = ["--steps", "10", "--eval-every", "5", "--batch-size", "16", "--max-length", "24"]
-    search = [*data, *fast, "--trials", "2", "--variants", "toy_ia3", "--no-early-stop"]
+    search = [
+        *data,
+        *fast,
+        "--trials",
+        "2",
+        "--variants",
+        "toy_ia3",
+        "--no-early-stop",
+        "--no-fidelity",
+    ]
     report = json.loads(_run(capsys, ["search", *search, "--json"]))
     trials = report["trials"]
     assert [t["variant"] for t in trials] == ["toy_ia3", "toy_ia3"]

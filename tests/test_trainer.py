@@ -7,6 +7,7 @@ import torch
 
 from lorasearch.adapters import build_adapter
 from lorasearch.adapters.lora import LoraAdapter
+from lorasearch.training import trainer
 from lorasearch.training.metrics import chance_level
 from lorasearch.training.trainer import NonFiniteLoss, TrainConfig
 from lorasearch.training.trial import DataConfig, ModelConfig, Trial, load_data, run_trial
@@ -72,13 +73,45 @@ def test_best_on_dev_weights_are_the_ones_exported(toy_data, tiny_bert, tmp_path
 def test_on_eval_can_stop_the_run(toy_data, tiny_bert):
     seen = []
 
-    def stop_at_40(step, metric):
-        seen.append(step)
-        return "trails the front" if step == 40 else None
+    def stop_at_40(point):
+        seen.append(point)
+        return "trails the front" if point.step == 40 else None
 
     result = run_trial(_trial(toy_data, tiny_bert), on_eval=stop_at_40)
-    assert seen == [20, 40] and result.steps == 40
+    assert [p.step for p in seen] == [20, 40] and result.steps == 40
+    assert seen == result.curve and all(p.dev_loss > 0 for p in seen)
     assert result.stopped_early == "trails the front"
+
+
+def test_extra_eval_steps_and_dev_loss_is_the_mean_cross_entropy(toy_data, tiny_bert):
+    result = run_trial(_trial(toy_data, tiny_bert, eval_steps=(33, 7, 20)))
+    assert [p.step for p in result.curve] == [7, 20, 33, 40, 60]
+    assert all(0 < p.dev_loss < 5 for p in result.curve)
+    assert result.curve[-1].dev_loss < result.curve[0].dev_loss  # it learns
+    assert [p["dev_loss"] for p in result.to_json()["curve"]] == [p.dev_loss for p in result.curve]
+
+
+def test_test_split_skipped_when_declined_after_training(toy_data, tiny_bert, monkeypatch):
+    seen, scored_splits = [], []
+    evaluate = trainer.evaluate
+
+    def counting(model, split, *args, **kwargs):
+        scored_splits.append(len(split))
+        return evaluate(model, split, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate", counting)
+
+    def decline(result):
+        seen.append((result.test_metric, result.steps))
+        return False
+
+    trial = _trial(toy_data, tiny_bert)
+    skipped = run_trial(trial, score_test=decline)
+    assert len(scored_splits) == 3  # dev at 20, 40, 60; no test
+    scored = run_trial(trial)
+    assert len(scored_splits) == 3 + 4  # dev three times, then test
+    assert seen == [(None, trial.train.steps)] and skipped.test_metric is None
+    assert scored.test_metric is not None and skipped.dev_metric == scored.dev_metric
 
 
 class _Diverging(LoraAdapter):

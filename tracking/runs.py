@@ -321,6 +321,7 @@ class MlflowTracking:
             "head_params": trial.head_params,
             "stored_params": trial.stored_params,
             "steps_used": trial.steps_used,
+            "rung": trial.rung,  # rungs reached (multi-fidelity; absent without rungs)
             "steps_per_second": trial.steps_per_second,
             "peak_memory_mb": trial.peak_memory_mb,
         }
@@ -333,6 +334,8 @@ class MlflowTracking:
         tags = [RunTag("state", state), RunTag("device", trial.device or "")]
         if reason:
             tags.append(RunTag("reason", reason[:4000]))
+        if trial.rung is not None:
+            tags.append(RunTag("rung", str(trial.rung)))
         status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
 
         def write() -> None:

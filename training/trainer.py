@@ -2,7 +2,12 @@
 
 Plain PyTorch: AdamW over the adapter's parameter groups, linear warmup then decay, gradient
 clipping, a dev evaluation every ``eval_every`` steps (the learning curve), the best-on-dev weights
-kept, and the test split scored once, with those weights, at the end.
+kept, and the test split scored once, with those weights, at the end (unless the caller says,
+once training is over, that this result's test score will not be used: ``score_test``).
+
+Each dev evaluation also measures the dev mean cross-entropy (``EvalPoint.dev_loss``), a smoother
+early signal than the metric; ``TrainConfig.eval_steps`` adds evaluation steps (a search's rungs)
+to the regular interval.
 """
 
 from __future__ import annotations
@@ -44,11 +49,16 @@ class TrainConfig:
     fast_dropout: bool = True  # CPU only: int32 dropout masks (see training/dropout.py)
     seed: int = 0
     device: str = "auto"
+    # Extra dev evaluations (a search's rungs), besides the interval.
+    eval_steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "max_length", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise LorasearchError(f"--{name.replace('_', '-')} must be >= 1")
+        self.eval_steps = tuple(sorted({int(s) for s in self.eval_steps}))
+        if any(s < 1 for s in self.eval_steps):
+            raise LorasearchError("evaluation steps must be >= 1")
         if self.eval_every is not None and self.eval_every < 1:
             raise LorasearchError("--eval-every must be >= 1")
         if not 0.0 <= self.warmup_ratio < 1.0:
@@ -58,12 +68,17 @@ class TrainConfig:
     def eval_interval(self) -> int:
         return self.eval_every or max(1, self.steps // 5)
 
+    def evaluates_at(self, step: int) -> bool:
+        """Whether the dev split is scored after ``step``."""
+        return step % self.eval_interval == 0 or step == self.steps or step in self.eval_steps
+
 
 @dataclass
 class EvalPoint:
     step: int
     dev_metric: float
     train_loss: float
+    dev_loss: float | None = None  # dev mean cross-entropy
 
 
 @dataclass
@@ -74,7 +89,7 @@ class TrainResult:
     hyperparameters: dict
     metric_name: str
     dev_metric: float
-    test_metric: float
+    test_metric: float | None  # None when the caller's ``score_test`` declined it
     best_step: int
     trainable_params: int
     adapter_params: int
@@ -86,7 +101,7 @@ class TrainResult:
     tokens_per_second: float
     train_time_s: float
     wall_time_s: float
-    eval_time_s: float  # dev evaluations and the test scoring
+    eval_time_s: float  # dev evaluations and the test scoring (when scored)
     prepare_time_s: float  # a variant's preliminary pass (LoRA-drop), else ~0
     peak_memory_mb: float
     device: str
@@ -101,9 +116,9 @@ class TrainResult:
         return asdict(self)
 
 
-# Called after each dev evaluation with (step, dev metric); returning a string stops the run
-# and becomes its recorded reason (the search's early stopping plugs in here).
-EvalCallback = Callable[[int, float], "str | None"]
+# Called after each dev evaluation with its EvalPoint; returning a string stops the run and
+# becomes its recorded reason (the search's rungs and early stopping plug in here).
+EvalCallback = Callable[[EvalPoint], "str | None"]
 
 
 def train(
@@ -117,8 +132,12 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
     progress: Callable[..., None] | None = None,
     export_dir: Path | None = None,
+    score_test: bool | Callable[[TrainResult], bool] = True,
 ) -> TrainResult:
     """Train ``adapter`` on ``loaded.model`` and score it; see the module docstring.
+
+    ``score_test`` False (or a callable returning False for the trained result) skips the test
+    split: ``test_metric`` stays None and no evaluation time is spent on it.
 
     ``on_step(step, loss)`` sees each step's loss where it is read (every step on CPU, every
     10th on accelerators, where reading it would sync the host)."""
@@ -167,21 +186,23 @@ def train(
                     on_step(step, value)
             train_time_s += time.perf_counter() - tick
 
-            if step % config.eval_interval == 0 or step == config.steps:
+            if config.evaluates_at(step):
                 tick = time.perf_counter()
-                dev_metric = evaluate(
-                    model, data["dev"], task.spec.metric, config, pad_id, device, pad_left=pad_left
-                )
+                dev_metric, dev_loss = evaluate(
+                    model, data["dev"], task.spec.metric, config, pad_id, device,
+                    pad_left=pad_left, with_loss=True,
+                )  # fmt: skip
                 eval_time_s += time.perf_counter() - tick
                 train_loss = loss_sum / max(loss_count, 1)
                 loss_sum, loss_count = 0.0, 0
-                curve.append(EvalPoint(step, dev_metric, train_loss))
+                point = EvalPoint(step, dev_metric, train_loss, dev_loss)
+                curve.append(point)
                 if dev_metric > best_metric and adapter.selectable(step):
                     best_metric, best_step = dev_metric, step
                     best_state = adapter.checkpoint_state(model)
                 if progress:
                     progress(step=step, loss=train_loss, dev=dev_metric)
-                if on_eval and (reason := on_eval(step, dev_metric)):
+                if on_eval and (reason := on_eval(point)):
                     stopped_early = reason
                     break
             elif progress and step % 10 == 0:
@@ -192,17 +213,12 @@ def train(
     else:  # stopped before any selectable step: the current weights are the result
         best_metric, best_step = curve[-1].dev_metric, step
     counts = adapter.counts(model, context)  # after training: some variants prune (AdaLoRA)
-    tick = time.perf_counter()
-    test_metric = evaluate(
-        model, data["test"], task.spec.metric, config, pad_id, device, pad_left=pad_left
-    )
-    eval_time_s += time.perf_counter() - tick
     result = TrainResult(
         variant=adapter.name,
         hyperparameters=adapter.hyperparameters(),
         metric_name=task.spec.metric,
         dev_metric=best_metric,
-        test_metric=test_metric,
+        test_metric=None,
         best_step=best_step,
         trainable_params=counts.trainable,
         adapter_params=counts.adapter,
@@ -213,7 +229,7 @@ def train(
         steps_per_second=step / train_time_s,
         tokens_per_second=tokens / train_time_s,
         train_time_s=train_time_s,
-        wall_time_s=time.perf_counter() - wall_start,
+        wall_time_s=0.0,  # set below
         eval_time_s=eval_time_s,
         prepare_time_s=prepare_time_s,
         peak_memory_mb=memory.peak_mb,
@@ -224,6 +240,13 @@ def train(
         stopped_early=stopped_early,
         splits=task.split_summary(),
     )
+    if score_test(result) if callable(score_test) else score_test:
+        tick = time.perf_counter()
+        result.test_metric = evaluate(
+            model, data["test"], task.spec.metric, config, pad_id, device, pad_left=pad_left
+        )
+        result.eval_time_s += time.perf_counter() - tick
+    result.wall_time_s = time.perf_counter() - wall_start
     if export_dir is not None:
         export(adapter, model, result, task, loaded, export_dir, config.max_length)
     return result
@@ -332,19 +355,29 @@ def evaluate(
     device: torch.device,
     *,
     pad_left: bool = False,
-) -> float:
+    with_loss: bool = False,
+) -> float | tuple[float, float]:
     """The metric of ``model``'s argmax predictions on ``split``, its batches padded on the side
     training padded them (``pad_left`` for a tokenizer that pads left), so dev and test score
-    the inputs the model learned on and that the tokenizer gives at inference."""
+    the inputs the model learned on and that the tokenizer gives at inference. ``with_loss``:
+    ``(metric, mean cross-entropy)``, the loss from the same forward passes."""
     model.eval()
     predictions = torch.empty(len(split), dtype=torch.long)
+    loss_sum = torch.zeros((), device=device)  # one host sync at the end, not one per batch
     with torch.inference_mode(), _autocast(device):
         for indices in eval_batches(split.lengths, config.eval_batch_size):
             batch = _to_device(collate(split, indices, pad_id, pad_left), device)
-            batch.pop("labels")
+            labels = batch.pop("labels")
             logits = model(**batch).logits
             predictions[indices] = logits.argmax(dim=-1).cpu()
-    return compute_metric(metric, split.labels, predictions.tolist())
+            if with_loss:
+                loss_sum += torch.nn.functional.cross_entropy(
+                    logits.float(), labels, reduction="sum"
+                )
+    metric_value = compute_metric(metric, split.labels, predictions.tolist())
+    if not with_loss:
+        return metric_value
+    return metric_value, loss_sum.item() / max(len(split), 1)
 
 
 def export(

@@ -93,8 +93,10 @@ def run_trial(
     on_step: Callable[[int, float], None] | None = None,
     progress: Callable[..., None] | None = None,
     export_dir: Path | None = None,
+    score_test: bool | Callable[[TrainResult], bool] = True,
 ) -> TrainResult:
-    """Load (or reuse) the task and base model, train the adapter, return the measured result."""
+    """Load (or reuse) the task and base model, train the adapter, return the measured result
+    (``score_test``: see :func:`~lorasearch.training.trainer.train`)."""
     task, loaded = load_inputs(trial.data, trial.model, trial.train.seed)
     tokenized = tokenize_task(task, loaded.tokenizer, trial.train.max_length)
     return train(
@@ -107,6 +109,7 @@ def run_trial(
         on_step=on_step,
         progress=progress,
         export_dir=export_dir,
+        score_test=score_test,
     )
 
 

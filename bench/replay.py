@@ -1,0 +1,345 @@
+"""Replay search strategies against a learning-curve table: hypervolume vs training steps spent.
+
+Each strategy runs as the live search would, over the table made by ``bench/table.py``: an
+Optuna study (two objectives: dev metric up, trainable params down) asks configurations through
+the real ``SearchSpace.suggest`` and sampler (lorasearch's own ``SAMPLERS``), and the table
+answers. The table holds a finite set of configurations, so each ask is answered by the
+**nearest unused table configuration of the drawn variant** (distance over the variant's knobs,
+each scaled to [0, 1] by its Optuna distribution, log-scaled where the knob is; a variant whose
+configurations are all used falls back to a random unused one): sampling without replacement
+from the table, with the sampler steering which region is drawn. The sampler is then told the
+table configuration's values at the parameters it drew (an approximation that shrinks as the
+table grows). A failed configuration (diverged in the table) costs nothing and is told FAIL.
+
+Strategies (each over ``--seeds`` seeds, all with the same budget of ``--trials`` x R steps,
+R the table's full budget; ``--trials`` defaults to a quarter of the table, so that a
+multi-fidelity strategy, which starts more configurations per step, has some left to start; a
+strategy that runs out of table configurations stops there and its curve stays flat):
+
+- ``random``: random sampler, every trial to R.
+- ``tpe``: lorasearch's TPE (multivariate, grouped), every trial to R: what Optuna gives today.
+- ``early_stop``: TPE with today's Pareto-aware early stopping (``early_stop.stop_reason``, margin
+  0.01, z = 2, at every evaluation in the table).
+- ``asha_loss`` / ``asha_metric``: TPE with MO-ASHA (``fidelity.promotable`` at every rung of
+  ``fidelity.rung_steps(R, --min-steps, --eta)``; one worker, so a trial's peers at a rung are the
+  trials that reached it before), on -dev cross-entropy or on the dev metric. A trial not
+  promoted costs the steps to its rung and ends PRUNED; only trials at R count on the front.
+
+Hypervolume is the search's (``search/pareto.py``): (best dev metric, log10 trainable params)
+from the reference (chance, log10 base model params), over trials that trained to R. Prints the
+mean and spread of each strategy's hypervolume at fractions of the budget, then the headline
+ratios of issue 13: the steps the default (``--default``, asha_loss) needs, on its mean curve, to
+reach random's and TPE's final mean hypervolume, over their steps. Writes a PNG of the curves.
+
+    python bench/replay.py bench/tables/sst2.csv [--seeds 20] [--trials N] [--eta 3]
+        [--min-steps S] [--strategies random,tpe,early_stop,asha_loss,asha_metric]
+        [--png bench/tables/sst2_replay.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from table import read_table  # noqa: E402
+
+STRATEGIES = ("random", "tpe", "early_stop", "asha_loss", "asha_metric")
+DEFAULT = "asha_loss"
+
+
+@dataclass
+class Config:
+    """One table configuration: its draw, cost and learning curve."""
+
+    index: int
+    variant: str
+    params: int
+    drawn: dict
+    curve: dict[int, tuple[float, float]] = field(default_factory=dict)  # step -> (metric, CE)
+    best: float = math.nan
+
+    @property
+    def failed(self) -> bool:
+        return not self.curve or math.isnan(self.best)
+
+
+@dataclass
+class Table:
+    configs: list[Config]
+    steps: int  # R
+    chance: float
+    full_params: int
+    dev_size: int
+
+    @classmethod
+    def load(cls, path: Path) -> Table:
+        rows = read_table(path)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        configs: dict[int, Config] = {}
+        for r in rows:
+            c = configs.setdefault(
+                r["config"], Config(r["config"], r["variant"], r["trainable_params"], r["params"])
+            )
+            if r["step"] > 0 and not math.isnan(r["dev_metric"]):
+                c.curve[r["step"]] = (r["dev_metric"], r["dev_loss"])
+                c.best = r["best_dev"]
+        return cls(
+            [configs[i] for i in sorted(configs)],
+            meta["steps"],
+            meta["chance"],
+            meta["full_params"],
+            meta.get("dev_size") or meta.get("eval_samples") or 0,
+        )
+
+
+def hypervolume(points: list[tuple[float, int]], chance: float, full_params: int) -> float:
+    """``search/pareto.hypervolume`` on (metric, params) pairs."""
+    from optuna._hypervolume import compute_hypervolume
+
+    kept = [(-m, math.log10(max(n, 1))) for m, n in points if m > chance and n < full_params]
+    if not kept:
+        return 0.0
+    reference = np.array([-chance, math.log10(full_params)])
+    return float(compute_hypervolume(np.array(kept), reference))
+
+
+def _scaled(value, dist) -> float:
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return float(dist.to_internal_repr(value))
+    low, high = float(dist.low), float(dist.high)
+    if getattr(dist, "log", False):
+        value, low, high = math.log(value), math.log(low), math.log(high)
+    return (float(value) - low) / (high - low) if high > low else 0.0
+
+
+def nearest(trial, variant: str, unused: dict[int, Config], rng: random.Random) -> Config:
+    """The unused table configuration of ``variant`` nearest the trial's draw."""
+    from optuna.distributions import CategoricalDistribution
+
+    same = [c for c in unused.values() if c.variant == variant]
+    if not same:
+        return unused[rng.choice(sorted(unused))]
+    names = [k for k in trial.params if k != "variant"]
+
+    def distance(c: Config) -> float:
+        total = 0.0
+        for name in names:
+            dist = trial.distributions[name]
+            if name not in c.drawn:
+                total += 1.0
+            elif isinstance(dist, CategoricalDistribution):
+                total += float(c.drawn[name] != trial.params[name])
+            else:
+                total += (_scaled(trial.params[name], dist) - _scaled(c.drawn[name], dist)) ** 2
+        return total
+
+    return min(same, key=lambda c: (distance(c), c.index))
+
+
+def run(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps: int | None):
+    """One replay: [(steps spent, hypervolume)] after each trial, starting at (0, 0)."""
+    import warnings
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from lorasearch.errors import LorasearchError
+    from lorasearch.search.early_stop import Finished, stop_reason
+    from lorasearch.search.fidelity import RungPoint, promotable, rung_steps
+    from lorasearch.search.samplers import SAMPLERS
+    from lorasearch.spaces import SearchSpace
+
+    R = table.steps
+    variants = sorted({c.variant for c in table.configs})
+    space = SearchSpace.default(variants)
+    with warnings.catch_warnings():  # TPE's ``group`` is experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = SAMPLERS["random" if strategy == "random" else "tpe"](
+            SimpleNamespace(trials=trials), seed
+        )
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    rng = random.Random(seed)
+    unused = {c.index: c for c in table.configs}
+    rungs = rung_steps(R, min_steps, eta)[:-1]
+    if strategy.startswith("asha"):
+        evaluated = set().union(*(c.curve for c in table.configs if not c.failed))
+        if missing := [r for r in rungs if r not in evaluated]:
+            raise LorasearchError(f"rungs {missing} are not evaluation steps of the table")
+    at_rung: dict[int, list[RungPoint]] = {r: [] for r in rungs}
+    finished: list[Finished] = []
+    front: list[tuple[float, int]] = []
+    budget, spent, history = trials * R, 0, [(0, 0.0)]
+    while spent < budget and unused:
+        trial = study.ask()
+        variant, _ = space.suggest(trial, R)
+        config = unused.pop(nearest(trial, variant, unused, rng).index)
+        if config.failed:
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        stopped = None
+        steps = sorted(config.curve)
+        if strategy == "early_stop":
+            curve = {s: config.curve[s][0] for s in steps}
+            stopped = next(
+                (s for s in steps if stop_reason(s, curve[s], config.params, finished, 0.01,
+                                                 table.dev_size)),
+                None,
+            )  # fmt: skip
+            if stopped is None:
+                finished.append(Finished(trial.number, config.params, curve, config.best))
+        elif strategy.startswith("asha"):
+            for rung in rungs:
+                metric, loss = config.curve[rung]
+                signal = -loss if strategy == "asha_loss" else metric
+                point = RungPoint(trial.number, signal, config.params)
+                peers = list(at_rung[rung])
+                at_rung[rung].append(point)
+                if not promotable(point, peers, eta):
+                    stopped = rung
+                    break
+        if stopped is None:
+            spent += max(steps)
+            front.append((config.best, config.params))
+            study.tell(trial, [config.best, config.params])
+        else:
+            spent += stopped
+            study.tell(trial, state=TrialState.PRUNED)
+        history.append((spent, hypervolume(front, table.chance, table.full_params)))
+    return history
+
+
+def at(history: list[tuple[int, float]], steps: float) -> float:
+    """The hypervolume once ``steps`` were spent (a step function of the history)."""
+    value = 0.0
+    for spent, hv in history:
+        if spent > steps:
+            break
+        value = hv
+    return value
+
+
+def reach(grid, mean, target: float) -> float | None:
+    """The first step of ``grid`` where the mean curve reaches ``target`` (None: never)."""
+    for g, m in zip(grid, mean, strict=True):
+        if m >= target - 1e-12:
+            return float(g)
+    return None
+
+
+def replay(table: Table, strategies, seeds: int, trials: int, eta: int, min_steps, points=201):
+    """{strategy: (grid, per-seed curves as an array [seeds, grid])} plus the budget."""
+    budget = trials * table.steps
+    grid = np.linspace(0, budget, points)
+    curves = {}
+    for strategy in strategies:
+        runs = [run(table, strategy, seed, trials, eta, min_steps) for seed in range(seeds)]
+        curves[strategy] = np.array([[at(h, g) for g in grid] for h in runs])
+    return grid, curves, budget
+
+
+def headline(grid, curves, budget, default: str = DEFAULT) -> dict[str, float | None]:
+    """Steps the default's mean curve needs to reach random's / TPE's final mean hypervolume,
+    as a fraction of their budget."""
+    out = {}
+    mean = curves[default].mean(axis=0)
+    for peer in ("random", "tpe"):
+        if peer in curves:
+            steps = reach(grid, mean, curves[peer][:, -1].mean())
+            out[peer] = None if steps is None else steps / budget
+    return out
+
+
+def plot(grid, curves, png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for strategy, values in curves.items():
+        mean, low, high = (values.mean(0), np.percentile(values, 25, 0),
+                           np.percentile(values, 75, 0))  # fmt: skip
+        ax.plot(grid, mean, label=strategy)
+        ax.fill_between(grid, low, high, alpha=0.15)
+    ax.set_xlabel("training steps spent")
+    ax.set_ylabel("hypervolume (dev metric x log10 params)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    import optuna
+
+    from lorasearch.errors import LorasearchError
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("table", type=Path, help="a CSV made by bench/table.py")
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument(
+        "--trials",
+        type=int,
+        help="full-budget trials [default: table / 4, so a multi-fidelity strategy has configurations left to start]",
+    )
+    parser.add_argument("--eta", type=int, default=3)
+    parser.add_argument("--min-steps", type=int, help="lowest rung [default: R // eta^3]")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--default", default=DEFAULT, help="the strategy the ratios are for")
+    parser.add_argument("--png", type=Path, help="[default: next to the table, _replay.png]")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if not args.table.exists():
+        raise LorasearchError(f"table not found: {args.table}")
+    table = Table.load(args.table)
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = set(strategies) - set(STRATEGIES)
+    if unknown:
+        raise LorasearchError(f"unknown strategies {sorted(unknown)} (from {STRATEGIES})")
+    trials = args.trials or max(1, len(table.configs) // 4)
+    grid, curves, budget = replay(table, strategies, args.seeds, trials, args.eta, args.min_steps)
+    from lorasearch.search.fidelity import rung_steps
+
+    print(
+        f"{args.table}: {len(table.configs)} configurations, R = {table.steps}, rungs "
+        f"{list(rung_steps(table.steps, args.min_steps, args.eta))}; budget {trials} x R = "
+        f"{budget:,} steps; {args.seeds} seeds\n"
+    )
+    fractions = (0.1, 0.25, 1 / 3, 0.5, 1.0)
+    print("Hypervolume, mean ± std over seeds, at a fraction of the budget")
+    print("| strategy | " + " | ".join(f"{f:.0%} steps" for f in fractions) + " |")
+    print("|---|" + "---|" * len(fractions))
+    for strategy, values in curves.items():
+        cells = []
+        for f in fractions:
+            column = values[:, int(round(f * (len(grid) - 1)))]
+            cells.append(f"{column.mean():.4f} ± {column.std():.4f}")
+        print(f"| {strategy} | " + " | ".join(cells) + " |")
+    if args.default in curves:
+        for peer, ratio in headline(grid, curves, budget, args.default).items():
+            final = curves[peer][:, -1].mean()
+            shown = "never within the budget" if ratio is None else f"{ratio:.3f} of its steps"
+            print(f"{args.default} reaches {peer}'s final mean hypervolume ({final:.4f}): {shown}")
+    png = args.png or args.table.with_name(args.table.stem + "_replay.png")
+    plot(grid, curves, png, f"{args.table.stem}: {args.seeds} seeds, budget {trials} x R")
+    print(f"wrote {png}")
+
+
+if __name__ == "__main__":
+    from lorasearch.errors import run_script
+
+    run_script(main)

@@ -1,0 +1,355 @@
+"""The learning-curve table: configurations of the default space trained to a full budget R.
+
+The measuring instrument of issue 13 (as HPO research uses LCBench/HPOBench): configurations
+drawn from ``SearchSpace.default()`` (every registered variant) by Optuna's ``RandomSampler``
+(seeded, so draw i is always the same configuration), each trained to R steps through
+``lorasearch.training.trial.run_trial``, with the dev metric *and* the dev cross-entropy
+recorded at every evaluation. Evaluations come every R/27 steps by default, so every rung of
+``fidelity.rung_steps(R, R // 27, eta=3)`` (R/27, R/9, R/3, R) is a row, plus the steps between.
+
+Output, under ``bench/tables/`` (``--out``):
+
+- ``NAME.csv``: one row per (configuration, evaluation step), columns ``COLUMNS``: the draw's
+  index, variant, trainable params, seconds per training step, the step, dev metric, dev
+  cross-entropy, the configuration's best dev metric (what the search records), its test metric,
+  and the Optuna parameters it was drawn with (JSON, ``variant.knob`` names: what the replay's
+  sampler sees). A configuration that failed (diverged) has one row at step 0 with empty scores.
+- ``NAME.json``: the command, commit, task, R, evaluation settings, chance level, base model
+  params, date and columns.
+
+Incremental: re-running with the same settings trains only the draws not yet in the CSV (append,
+flushed per configuration), so the full table can be built over several sessions or on a GPU.
+At the end it prints, per evaluation step, the Spearman correlation across configurations of the
+step's dev metric and of its -cross-entropy with the full-budget (best) dev metric.
+
+    python bench/table.py --task sst2 --configs 64 --steps 3240 [--eval-samples 1000]
+        [--name sst2] [--seed 0] [--device auto]
+    python bench/table.py --task sst2 --name sst2_pilot --configs 16 --steps 270 \\
+        --eval-samples 500            # the pilot
+    python bench/table.py --report bench/tables/sst2_pilot.csv   # correlations only
+
+The dev cross-entropy comes from ``EvalPoint.dev_loss`` where the trainer records it; with a
+trainer that does not, the table computes it itself in the same forward pass as the metric
+(``_DevLossProbe`` wraps the trainer's ``evaluate``), so both numbers score the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = [
+    "config",
+    "variant",
+    "trainable_params",
+    "sec_per_step",
+    "step",
+    "dev_metric",
+    "dev_loss",
+    "best_dev",
+    "test_metric",
+    "params",
+]
+TABLES = Path(__file__).resolve().parent / "tables"
+SETTINGS = ("task", "steps", "eval_every", "eval_samples", "train_samples", "seed", "batch_size")
+
+
+def commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}{'+dirty' if dirty else ''}" or "unknown"
+
+
+def draws(n: int, steps: int, seed: int, variants: list[str] | None = None):
+    """The first ``n`` configurations of the default space under a seeded RandomSampler:
+    (index, variant, adapter knobs, Optuna params). Always the same for the same arguments."""
+    import optuna
+
+    from lorasearch.spaces import SearchSpace
+
+    space = SearchSpace.default(variants)
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=seed)
+    )
+    for index in range(n):
+        trial = study.ask()
+        variant, knobs = space.suggest(trial, steps)
+        yield index, variant, knobs, dict(trial.params)
+
+
+class _DevLossProbe:
+    """Wraps ``training.trainer.evaluate`` so each call also records the split's mean
+    cross-entropy from the same forward pass (for a trainer without ``EvalPoint.dev_loss``)."""
+
+    def __init__(self):
+        self.losses: list[float] = []
+
+    def __enter__(self):
+        import torch
+
+        from lorasearch.training import trainer
+        from lorasearch.training.data import collate, eval_batches
+        from lorasearch.training.metrics import compute_metric
+
+        self.original = trainer.evaluate
+        losses = self.losses
+
+        def evaluate(model, split, metric, config, pad_id, device, *, pad_left=False):
+            model.eval()
+            predictions = torch.empty(len(split), dtype=torch.long)
+            total = 0.0
+            with torch.inference_mode(), trainer._autocast(device):
+                for indices in eval_batches(split.lengths, config.eval_batch_size):
+                    batch = trainer._to_device(collate(split, indices, pad_id, pad_left), device)
+                    labels = batch.pop("labels")
+                    logits = model(**batch).logits.float()
+                    total += float(
+                        torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
+                    )
+                    predictions[indices] = logits.argmax(dim=-1).cpu()
+            losses.append(total / max(len(split), 1))
+            return compute_metric(metric, split.labels, predictions.tolist())
+
+        trainer.evaluate = evaluate
+        return self
+
+    def __exit__(self, *exc):
+        from lorasearch.training import trainer
+
+        trainer.evaluate = self.original
+        return False
+
+
+def train_one(fixed, variant: str, knobs: dict):
+    """Train one configuration; returns (TrainResult, dev losses per curve point)."""
+    from lorasearch.adapters import build_adapter
+    from lorasearch.training.trainer import EvalPoint
+    from lorasearch.training.trial import Trial, run_trial
+
+    spec = Trial(fixed.data, fixed.model, build_adapter(variant, **knobs), fixed.train)
+    if "dev_loss" in getattr(EvalPoint, "__dataclass_fields__", {}):
+        result = run_trial(spec)
+        return result, [p.dev_loss for p in result.curve]
+    with _DevLossProbe() as probe:
+        result = run_trial(spec)
+    return result, probe.losses[: len(result.curve)]  # the last call scored the test split
+
+
+def read_table(path: Path) -> list[dict]:
+    """The CSV's rows with numbers parsed (empty scores are NaN)."""
+    rows = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            parsed = dict(row)
+            for key in ("config", "trainable_params", "step"):
+                parsed[key] = int(row[key])
+            for key in ("sec_per_step", "dev_metric", "dev_loss", "best_dev", "test_metric"):
+                parsed[key] = float(row[key]) if row[key] not in ("", "nan") else math.nan
+            parsed["params"] = json.loads(row["params"])
+            rows.append(parsed)
+    return rows
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation (scipy where installed, else ranks in numpy)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    try:
+        from scipy.stats import spearmanr
+
+        return float(spearmanr(x, y).statistic)
+    except ImportError:
+
+        def ranks(v):
+            order = np.argsort(v, kind="stable")
+            r = np.empty(len(v))
+            r[order] = np.arange(len(v))
+            for value in np.unique(v):  # average ranks for ties
+                r[v == value] = r[v == value].mean()
+            return r
+
+        return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
+
+
+def correlations(rows: list[dict]) -> list[tuple[int, int, float, float]]:
+    """Per evaluation step: (step, configurations, rho(dev metric), rho(-dev CE)) against each
+    configuration's full-budget (best) dev metric."""
+    final = {r["config"]: r["best_dev"] for r in rows if not math.isnan(r["best_dev"])}
+    steps = sorted({r["step"] for r in rows if r["step"] > 0})
+    out = []
+    for step in steps:
+        at = [r for r in rows if r["step"] == step and r["config"] in final]
+        metric = spearman([r["dev_metric"] for r in at], [final[r["config"]] for r in at])
+        loss = spearman([-r["dev_loss"] for r in at], [final[r["config"]] for r in at])
+        out.append((step, len(at), metric, loss))
+    return out
+
+
+def report(path: Path) -> None:
+    rows = read_table(path)
+    configs = {r["config"] for r in rows}
+    variants = sorted({r["variant"] for r in rows})
+    print(
+        f"{path}: {len(configs)} configurations, {len(rows)} rows, variants {', '.join(variants)}"
+    )
+    print("\nSpearman correlation with the full-budget dev metric, across configurations")
+    print("| step | configurations | dev metric | -dev cross-entropy |")
+    print("|---|---|---|---|")
+    for step, n, metric, loss in correlations(rows):
+        print(f"| {step} | {n} | {metric:.3f} | {loss:.3f} |")
+
+
+def main() -> None:
+    from lorasearch._quiet import quiet_libraries
+    from lorasearch.errors import LorasearchError
+    from lorasearch.search.config import Fixed
+    from lorasearch.search.fidelity import rung_steps
+    from lorasearch.training.metrics import chance_level
+    from lorasearch.training.tasks import data_root
+    from lorasearch.training.trainer import TrainConfig
+    from lorasearch.training.trial import DataConfig, ModelConfig, load_inputs
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="sst2", help="sst2 or agnews (under --data-root)")
+    parser.add_argument("--data", help="data folder [default: $LORASEARCH_DATA/TASK]")
+    parser.add_argument("--name", help="table name [default: TASK]")
+    parser.add_argument("--out", type=Path, default=TABLES)
+    parser.add_argument("--configs", type=int, default=64, help="draws the table should hold")
+    parser.add_argument("--steps", type=int, default=3240, help="full budget R")
+    parser.add_argument("--eval-every", type=int, help="[default: R // 27]")
+    parser.add_argument("--eval-samples", type=int, default=1000, help="dev examples")
+    parser.add_argument("--train-samples", type=int, default=8000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0, help="sampler seed (training seed 0)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--report", type=Path, help="only print the correlations of this CSV")
+    args = parser.parse_args()
+    if args.report:
+        report(args.report)
+        return
+    quiet_libraries()
+    eval_every = args.eval_every or max(1, args.steps // 27)
+    missing = [
+        s for s in rung_steps(args.steps, eval_every, 3) if s % eval_every and s != args.steps
+    ]
+    if missing:
+        raise LorasearchError(
+            f"rungs {missing} of R = {args.steps} are not evaluation steps (every {eval_every}); "
+            "choose R divisible by 27"
+        )
+    name = args.name or args.task
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv_path, meta_path = args.out / f"{name}.csv", args.out / f"{name}.json"
+    fixed = Fixed(
+        DataConfig(
+            task=args.task,
+            data=args.data or str(data_root() / args.task),
+            train_samples=args.train_samples,
+            eval_samples=args.eval_samples,
+        ),
+        ModelConfig(),
+        TrainConfig(
+            steps=args.steps,
+            eval_every=eval_every,
+            batch_size=args.batch_size,
+            seed=0,
+            device=args.device,
+        ),
+    )
+    settings = {
+        "task": args.task,
+        "steps": args.steps,
+        "eval_every": eval_every,
+        "eval_samples": args.eval_samples,
+        "train_samples": args.train_samples,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+    }
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    if meta and {k: meta.get(k) for k in SETTINGS} != settings:
+        raise LorasearchError(
+            f"{meta_path} was made with other settings "
+            f"({ {k: meta.get(k) for k in SETTINGS} }); use another --name"
+        )
+    done = {r["config"] for r in read_table(csv_path)} if csv_path.exists() else set()
+    task, loaded = load_inputs(fixed.data, fixed.model)
+    if meta is None:
+        meta = settings | {
+            "command": "python " + " ".join(sys.argv),
+            "commits": [],
+            "dates": [],
+            "metric_name": task.spec.metric,
+            "chance": chance_level(task.spec.metric, task.dev.labels, task.num_labels),
+            "full_params": sum(p.numel() for p in loaded.model.parameters()),
+            "dev_size": len(task.dev),
+            "rungs": list(rung_steps(args.steps, eval_every, 3)),
+            "columns": COLUMNS,
+        }
+    meta["commits"] = sorted(set(meta["commits"]) | {commit()})
+    meta["dates"].append(datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    meta["configs"] = len(done)
+    meta_path.write_text(json.dumps(meta, indent=1) + "\n")
+
+    new_file = not csv_path.exists()
+    with open(csv_path, "a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new_file:
+            writer.writerow(COLUMNS)
+        for index, variant, knobs, params in draws(args.configs, args.steps, args.seed):
+            if index in done:
+                continue
+            tick = time.perf_counter()
+            drawn = json.dumps(params, sort_keys=True, separators=(",", ":"))
+            try:
+                result, losses = train_one(fixed, variant, knobs)
+            except LorasearchError as exc:  # diverged: a failed configuration
+                print(f"config {index} {variant}: failed ({exc})", file=sys.stderr)
+                writer.writerow([index, variant, 0, "", 0, "", "", "", "", drawn])
+                handle.flush()
+                continue
+            per_step = result.train_time_s / max(result.steps, 1)
+            for point, loss in zip(result.curve, losses, strict=True):
+                writer.writerow(
+                    [index, variant, result.trainable_params, f"{per_step:.5f}", point.step,
+                     f"{point.dev_metric:.6f}", f"{loss:.6f}", f"{result.dev_metric:.6f}",
+                     "" if result.test_metric is None else f"{result.test_metric:.6f}", drawn]
+                )  # fmt: skip
+            handle.flush()
+            done.add(index)
+            meta["configs"] = len(done)
+            meta_path.write_text(json.dumps(meta, indent=1) + "\n")
+            print(
+                f"config {index} {variant} params {result.trainable_params:,} "
+                f"best dev {result.dev_metric:.4f} ({time.perf_counter() - tick:.0f} s, "
+                f"{len(done)}/{args.configs})",
+                file=sys.stderr,
+                flush=True,
+            )
+    report(csv_path)
+
+
+if __name__ == "__main__":
+    from lorasearch.errors import run_script
+
+    run_script(main)

@@ -1,0 +1,194 @@
+"""The promotion rule of search/fidelity.py on hand-made rungs and fronts."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import pytest
+from optuna.pruners._successive_halving import _is_trial_promotable_to_next_rung
+from optuna.study import StudyDirection
+
+from lorasearch.errors import LorasearchError
+from lorasearch.search.fidelity import (
+    DEFAULT_ETA,
+    SIGNALS,
+    RungPoint,
+    dominates,
+    pareto_layers,
+    promotable,
+    ranked,
+    rung_steps,
+    signal_of,
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "rungs"),
+    [
+        ((270,), (10, 30, 90, 270)),
+        ((300,), (11, 33, 100, 300)),
+        ((81, 1, 3), (1, 3, 9, 27, 81)),
+        ((100, 10, 2), (12, 25, 50, 100)),
+        ((1000, 100, 4), (250, 1000)),
+        ((60, 60), (60,)),
+        ((5,), (1, 5)),
+        ((1,), (1,)),
+        ((3240, None, 3), (120, 360, 1080, 3240)),
+    ],
+)
+def test_rung_steps(args, rungs):
+    assert rung_steps(*args) == rungs
+    assert rungs[-1] == args[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(0,), (-5,), (100, 0), (100, 101), (100, 10, 1), (100, 10, 0), (100.0,), (100, 2.5), (True,)],
+)
+def test_rung_steps_rejects_bad_values(args):
+    with pytest.raises(LorasearchError):
+        rung_steps(*args)
+
+
+def p(number, signal, params):
+    return RungPoint(number, signal, params)
+
+
+def test_pareto_layers_by_hand():
+    a, b, c = p(0, 0.9, 1000), p(1, 0.7, 10), p(2, 0.8, 100)  # the front: no one dominates
+    d = p(3, 0.85, 2000)  # dominated by a
+    e = p(4, 0.6, 50)  # dominated by b
+    f = p(5, 0.5, 5000)  # dominated by everyone but nothing in layer 2 ... by d and e
+    assert pareto_layers([f, e, d, c, b, a]) == [[a, b, c], [d, e], [f]]
+    assert pareto_layers([]) == []
+    same = [p(7, 0.8, 10), p(6, 0.8, 10)]  # identical points never dominate each other
+    assert pareto_layers(same) == [[same[1], same[0]]]
+
+
+def test_a_point_that_dominates_all_is_promoted():
+    peers = [p(i, 0.5 + i / 100, 1000 + i) for i in range(10)]
+    assert promotable(p(99, 0.95, 10), peers, 3)
+    assert promotable(p(99, 0.95, 10), peers[:1], 3)  # few peers as well
+
+
+def test_a_dominated_point_with_enough_peers_is_not():
+    peers = [p(0, 0.9, 100), p(1, 0.8, 50), p(2, 0.7, 10)]
+    assert not promotable(p(9, 0.85, 200), peers, 3)  # dominated by trial 0
+    assert not promotable(p(9, 0.85, 200), peers[:2], 3)  # n = 3 = eta: top 1 only
+
+
+def test_few_peers_follow_optunas_rule_generalised():
+    # n < eta: Optuna promotes the best so far; here "best" is "not dominated".
+    cheap_low, big_high = p(0, 0.6, 10), p(1, 0.9, 10_000)
+    assert promotable(cheap_low, [big_high], 3)  # n = 2 < 3, on the front: continues
+    assert promotable(big_high, [cheap_low], 3)
+    assert not promotable(p(2, 0.5, 20), [cheap_low], 3)  # dominated: stops
+    assert promotable(p(2, 0.5, 20), [], 3)  # the first trial at a rung always continues
+    # ...but with n = 3 = eta only the top one goes on: the best signal of the front.
+    assert not promotable(cheap_low, [big_high, p(2, 0.5, 20)], 3)
+    assert promotable(big_high, [cheap_low, p(2, 0.5, 20)], 3)
+
+
+def test_matches_optuna_on_one_objective():
+    """With every trial the same size, the rule is Optuna's SuccessiveHalvingPruner's."""
+    rng = random.Random(0)
+    for _ in range(400):
+        eta = rng.choice([2, 3, 4])
+        n = rng.randint(0, 12)
+        values = [round(rng.random(), 1) for _ in range(n + 1)]  # rounded: ties happen
+        peers = [p(i, v, 500) for i, v in enumerate(values[:-1])]
+        mine = p(n, values[-1], 500)
+        expected = _is_trial_promotable_to_next_rung(
+            values[-1], list(values), eta, StudyDirection.MAXIMIZE
+        )
+        assert promotable(mine, peers, eta) == expected, (values, eta)
+
+
+def test_layers_decide_not_the_signal_alone():
+    # n = 6, eta = 3: two go on. By signal alone: 0.90 and 0.89. By layer: the front {0.90 at
+    # 1M params, 0.70 at 1k}: the cheap trial continues and the 0.89 one (dominated) does not.
+    peers = [p(0, 0.90, 1_000_000), p(1, 0.89, 2_000_000), p(2, 0.88, 3_000_000),
+             p(3, 0.60, 5_000), p(4, 0.50, 4_000_000)]  # fmt: skip
+    cheap = p(5, 0.70, 1_000)
+    assert promotable(cheap, peers, 3)
+    assert not promotable(p(1, 0.89, 2_000_000), [q for q in peers if q.number != 1] + [cheap], 3)
+    by_signal = sorted([*peers, cheap], key=lambda q: -q.signal)[:2]
+    assert cheap not in by_signal  # a scalar rank on the signal would have stopped it
+
+
+def test_a_partly_filled_layer_is_filled_for_spread():
+    # One layer of four along the front, two dominated points: n = 6, two go on. The best signal
+    # first, then the point farthest from it (the cheap end), not its near neighbours.
+    best, near, nearer, cheap = (p(0, 0.90, 1_000_000), p(1, 0.89, 900_000),
+                                 p(2, 0.895, 950_000), p(3, 0.60, 1_000))  # fmt: skip
+    dominated = [p(4, 0.5, 2_000_000), p(5, 0.4, 3_000_000)]
+    everyone = [best, near, nearer, cheap, *dominated]
+    assert ranked(everyone)[:2] == [best, cheap]
+    for point, expected in ((best, True), (cheap, True), (near, False), (nearer, False)):
+        others = [q for q in everyone if q is not point]
+        assert promotable(point, others, 3) == expected
+
+
+def test_ties_go_the_candidates_way():
+    twin = p(0, 0.8, 100)
+    assert promotable(p(1, 0.8, 100), [twin], 2)  # n = 2, eta = 2: top one; equal to it
+    assert promotable(p(1, 0.8, 100), [twin, p(2, 0.1, 10_000)], 3)
+    assert not promotable(p(1, 0.8, 100), [p(0, 0.81, 100)], 2)
+
+
+def test_the_candidates_own_record_is_not_a_peer():
+    me = p(3, 0.5, 100)
+    peers = [p(0, 0.9, 10), me]  # a worker reading back what this trial recorded
+    assert not promotable(me, peers, 3)  # n = 2: dominated by trial 0
+    assert promotable(me, [me], 3)
+
+
+@dataclass
+class Point:
+    step: int
+    dev_metric: float
+    train_loss: float
+    dev_loss: float | None = None
+
+
+def test_signal_of():
+    assert SIGNALS == ("dev_loss", "dev_metric")
+    point = Point(10, 0.8, 0.6, 0.45)
+    assert signal_of(point, "dev_metric") == 0.8
+    assert signal_of(point, "dev_loss") == -0.45  # higher is better
+    with pytest.raises(LorasearchError):
+        signal_of(point, "accuracy")
+    with pytest.raises(LorasearchError):
+        signal_of(Point(10, 0.8, 0.6), "dev_loss")
+
+
+def test_eta_is_checked():
+    assert DEFAULT_ETA == 3
+    with pytest.raises(LorasearchError):
+        promotable(p(0, 0.5, 1), [], 1)
+
+
+def test_layers_match_the_definition_on_random_points():
+    rng = random.Random(1)
+    for _ in range(200):
+        points = [p(i, rng.choice([0.5, 0.6, 0.7, 0.8]), rng.choice([10, 100, 1000]))
+                  for i in range(rng.randint(1, 12))]  # fmt: skip
+        layers = pareto_layers(points)
+        assert sorted(q.number for layer in layers for q in layer) == list(range(len(points)))
+        for k, layer in enumerate(layers):
+            later = [q for rest in layers[k:] for q in rest]
+            for q in layer:  # nothing in this layer or later dominates it ...
+                assert not any(dominates(r, q) for r in later)
+            if k:  # ... and something in the layer before does
+                assert all(any(dominates(r, q) for r in layers[k - 1]) for q in layer)
+
+
+def test_promotion_is_fast_with_many_peers():
+    import time
+
+    rng = random.Random(2)
+    peers = [p(i, rng.random(), rng.randint(1_000, 5_000_000)) for i in range(2_000)]
+    tick = time.perf_counter()
+    promotable(p(9_999, 0.5, 100_000), peers, 3)
+    assert time.perf_counter() - tick < 5.0

@@ -1,0 +1,175 @@
+"""Multi-fidelity search, live (tiny BERT, toy data): trials are compared at the rungs and stop
+where they are not promotable; only full-budget trials make the front; test is scored only for
+the front; a resumed study keeps its rungs; bad rung settings are one-line errors."""
+
+import json
+
+import optuna
+import pytest
+
+from lorasearch.cli import main
+from lorasearch.errors import LorasearchError
+from lorasearch.search import records
+from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.fidelity import rung_steps
+from lorasearch.search.records import StudyRecord, trial_records
+from lorasearch.search.report import study_report
+from lorasearch.search.study import run_search
+from lorasearch.spaces import SearchSpace
+from lorasearch.training.trainer import TrainConfig
+from lorasearch.training.trial import DataConfig, ModelConfig
+
+R, MIN, ETA = 27, 3, 3  # rungs 3, 9, 27
+RUNGS = rung_steps(R, MIN, ETA)
+
+
+def _fixed(toy_data, tiny_bert, steps=R) -> Fixed:
+    return Fixed(
+        DataConfig(data=str(toy_data), text_column="sentence"),
+        ModelConfig(model=str(tiny_bert)),
+        TrainConfig(steps=steps, batch_size=16, max_length=24),
+    )
+
+
+def _search(fixed, tmp_path, trials, name="mf", enqueue=(), **config):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    if enqueue:
+        study = optuna.create_study(
+            study_name=name, storage=storage, directions=["maximize", "minimize"]
+        )
+        for params in enqueue:
+            study.enqueue_trial(params)
+    settings = dict(min_steps=MIN, eta=ETA, early_stop=False) | config
+    space = SearchSpace.default(["lora"])
+    return run_search(
+        fixed,
+        SearchConfig(trials=trials, space=space, storage=storage, study_name=name, **settings),
+    )
+
+
+@pytest.fixture(scope="module")
+def searched(toy_data, tiny_bert, tmp_path_factory):
+    """Six LoRA trials, the first a fast learner; the others slow (tiny lr) and at least as
+    large, so they trail it at the first rung."""
+    folder = tmp_path_factory.mktemp("mf")
+    fast = {"lora.rank": 2, "lora.lr": 5e-3}
+    slow = [{"lora.rank": rank, "lora.lr": 1e-6} for rank in (4, 8, 4, 16, 8)]
+    study = _search(_fixed(toy_data, tiny_bert), folder, 6, enqueue=[fast, *slow])
+    return study, folder
+
+
+def test_rungs_are_evaluated_and_the_unpromotable_stop_there(searched):
+    study, _ = searched
+    assert RUNGS == (3, 9, 27)
+    trials = trial_records(study)
+    assert {t.state for t in trials} <= {"COMPLETE", "PRUNED"}
+    pruned = [t for t in trials if t.state == "PRUNED"]
+    assert pruned, [t.reason for t in trials]
+    for trial in pruned:
+        step = RUNGS[trial.rung - 1]
+        assert trial.rung < len(RUNGS) and trial.steps_used == step
+        assert max(trial.curve) == step and max(trial.dev_loss_curve) == step
+        assert trial.reason.startswith(f"not promoted at rung {trial.rung} (step {step} of {R})")
+        assert "Pareto layer" in trial.reason
+        assert sorted(trial.rungs) == list(RUNGS[: trial.rung])  # its point at each rung
+    for trial in trials:
+        assert set(RUNGS[: trial.rung]) <= set(trial.curve)  # each rung reached was evaluated
+        assert trial.curve.keys() == trial.dev_loss_curve.keys()
+        assert all(params == trial.planned_params for _, params in trial.rungs.values())
+        # the signal recorded at a rung is the negated dev cross-entropy there (the default)
+        for step, (signal, _) in trial.rungs.items():
+            assert signal == pytest.approx(-trial.dev_loss_curve[step])
+
+
+def test_promoted_trials_reach_the_full_budget_and_only_they_make_the_front(searched):
+    study, _ = searched
+    trials = trial_records(study)
+    complete = [t for t in trials if t.state == "COMPLETE"]
+    assert complete and trials[0].state == "COMPLETE"  # the fast learner goes all the way
+    for trial in complete:
+        assert trial.rung == len(RUNGS) and trial.steps_used == R and max(trial.curve) == R
+    front = {t.number for t in records.front(study)}
+    assert front and front <= {t.number for t in complete}
+
+
+def test_test_is_scored_exactly_for_the_front(searched):
+    study, _ = searched
+    report = study_report(study)
+    for row in report["trials"]:
+        assert (row["test_metric"] is not None) == row["pareto"], row
+        assert row["rung"] == next(
+            t.rung for t in trial_records(study) if t.number == row["number"]
+        )
+    by_number = {t.number: t for t in trial_records(study)}
+    for number in report["pareto"]:
+        assert by_number[number].test_metric is not None
+    for trial in by_number.values():  # a stopped trial never paid for the test split
+        if trial.state == "PRUNED":
+            assert trial.test_metric is None
+
+
+def test_no_fidelity_trains_every_trial_to_the_full_budget(toy_data, tiny_bert, tmp_path):
+    study = _search(_fixed(toy_data, tiny_bert), tmp_path, 3, fidelity=False)
+    trials = trial_records(study)
+    assert [t.state for t in trials] == ["COMPLETE"] * 3
+    assert all(t.steps_used == R and t.rung is None and not t.rungs for t in trials)
+    assert all(not {3, 9} & set(t.curve) for t in trials)  # no rung evaluations
+    assert all("rung" not in row for row in study_report(study)["trials"])
+    assert StudyRecord.of(study).settings["fidelity"] is False
+
+
+def test_a_resumed_study_keeps_its_rungs(toy_data, tiny_bert, tmp_path):
+    fixed = _fixed(toy_data, tiny_bert)
+    _search(fixed, tmp_path, 1)
+    # Resumed with other rung settings: the study's own stay in force, for a worker too.
+    study = _search(fixed, tmp_path, 1, min_steps=None, eta=2, signal="dev_metric")
+    record = StudyRecord.of(study)
+    assert (record.settings["min_steps"], record.settings["eta"]) == (MIN, ETA)
+    assert record.settings["signal"] == "dev_loss" and record.settings["fidelity"] is True
+    joined = record.search_config(trials=1)
+    assert (joined.fidelity, joined.min_steps, joined.eta) == (True, MIN, ETA)
+    second = trial_records(study)[1]
+    assert set(RUNGS[: second.rung]) <= set(second.curve)
+    assert not {13, 6} & set(second.curve)  # eta 2's rungs were never used
+    with pytest.raises(LorasearchError, match="rungs up to --max-steps 27"):
+        _search(_fixed(toy_data, tiny_bert, steps=30), tmp_path, 1)
+    # A study whose settings predate the rungs goes on without them.
+    settings = {k: v for k, v in record.settings.items() if k not in ("fidelity", "eta")}
+    study.set_user_attr(records.SEARCH, json.dumps(settings))
+    assert StudyRecord.of(study).search_config(trials=1).fidelity is False
+
+
+def test_cli_flags_and_the_pareto_json(capsys, toy_data, tiny_bert, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["--data", str(toy_data), "--text-column", "sentence", "--model", str(tiny_bert),
+            "--batch-size", "16", "--max-length", "24", "--no-tracking", "--trials", "2"]  # fmt: skip
+    assert main(["search", *args, "--max-steps", "9", "--min-steps", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert all(row["rung"] >= 1 for row in out["trials"])
+    full = [row for row in out["trials"] if row["state"] == "COMPLETE"]
+    assert full and all(row["steps_used"] == 9 and row["rung"] == 2 for row in full)
+    assert main(["pareto", "--study", out["study"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["trials"] == out["trials"]
+    assert main(["search", *args, "--steps", "6", "--no-fidelity", "--study", "nf", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [row["steps_used"] for row in out["trials"]] == [6, 6]
+    assert all("rung" not in row for row in out["trials"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--eta", "1"], "--eta must be >= 2"),
+        (["--min-steps", "0"], "--min-steps must be >= 1"),
+        (["--steps", "30", "--min-steps", "60"], "--min-steps (60) must be <= --max-steps (30)"),
+        (["--steps", "20", "--max-steps", "30"], "--steps 20 and --max-steps 30 disagree"),
+        (["--fidelity-signal", "loss"], "Invalid value for '--fidelity-signal'"),
+    ],
+)
+def test_bad_rung_settings_are_one_line(capsys, toy_data, tmp_path, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    code = main(["search", "--data", str(toy_data), "--text-column", "sentence", "--trials", "1",
+                 *extra])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "lorasearch.db").exists()  # nothing written

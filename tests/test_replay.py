@@ -1,0 +1,148 @@
+"""bench/replay.py and bench/table.py on a small synthetic learning-curve table (seconds)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _load(name: str):
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+table_py = _load("table")
+replay_py = _load("replay")
+
+R = 27  # rungs 1, 3, 9, 27 at eta = 3
+CHANCE = 0.5
+
+
+def synthetic_table(folder: Path, n: int = 24, seed: int = 0) -> Path:
+    """Real draws of the space (lora, vera, dora), made-up curves: each configuration rises
+    from chance towards its own final metric; cross-entropy falls as the metric rises."""
+    rng = random.Random(seed)
+    variants = ["dora", "lora", "vera"]
+    path = folder / "synthetic.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(table_py.COLUMNS)
+        for index, variant, _knobs, drawn in table_py.draws(n, R, seed, variants):
+            params = int(10 ** rng.uniform(3, 6))
+            final = CHANCE + rng.uniform(0.05, 0.4)
+            tau = rng.uniform(2, 12)
+            curve = [(s, CHANCE + (final - CHANCE) * (1 - math.exp(-s / tau))) for s in range(1, R + 1)]  # fmt: skip
+            best = max(m for _, m in curve)
+            for step, metric in curve:
+                writer.writerow([index, variant, params, 0.1, step, f"{metric:.6f}",
+                                 f"{0.7 - metric / 2:.6f}", f"{best:.6f}", f"{best:.6f}",
+                                 json.dumps(drawn, sort_keys=True)])  # fmt: skip
+        writer.writerow([n, "lora", 0, "", 0, "", "", "", "", json.dumps({"variant": "lora"})])
+    meta = {"steps": R, "chance": CHANCE, "full_params": 22_713_986, "dev_size": 500,
+            "eval_every": 1, "columns": table_py.COLUMNS}  # fmt: skip
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    return path
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    return replay_py.Table.load(synthetic_table(tmp_path_factory.mktemp("table")))
+
+
+def test_the_table_loads(table):
+    assert len(table.configs) == 25 and table.configs[-1].failed
+    assert table.steps == R and sorted(table.configs[0].curve) == list(range(1, R + 1))
+
+
+def test_full_budget_strategies_spend_exactly_trials_times_r(table):
+    for strategy in ("random", "tpe"):
+        history = replay_py.run(table, strategy, seed=1, trials=6, eta=3, min_steps=None)
+        steps = [s for s, _ in history]
+        assert steps == [R * i for i in range(len(steps))]  # every trial costs R
+        assert steps[-1] == 6 * R
+
+
+def test_asha_spends_fewer_steps_per_trial_and_keeps_a_front(table):
+    for strategy in ("asha_loss", "asha_metric"):
+        history = replay_py.run(table, strategy, seed=1, trials=6, eta=3, min_steps=None)
+        costs = np.diff([s for s, _ in history])
+        assert len(costs) > 6  # more configurations started for the same budget
+        assert costs.mean() < R
+        assert set(costs) <= {1, 3, 9, R}  # every trial ends at a rung
+        assert R in set(costs) and history[-1][1] > 0  # some reached R: a front exists
+        assert history[-1][0] <= 6 * R + R
+
+
+def test_early_stopping_never_spends_more(table):
+    history = replay_py.run(table, "early_stop", seed=1, trials=6, eta=3, min_steps=None)
+    assert all(0 < b - a <= R for (a, _), (b, _) in zip(history, history[1:], strict=False))
+
+
+def test_hypervolume_matches_the_search():
+    assert replay_py.hypervolume([], CHANCE, 1000) == 0.0
+    assert replay_py.hypervolume([(0.4, 10)], CHANCE, 1000) == 0.0  # below chance
+    one = replay_py.hypervolume([(0.9, 10)], CHANCE, 1000)
+    assert one == pytest.approx(0.4 * 2)  # (0.9 - 0.5) x (3 - 1) decades
+    assert replay_py.hypervolume([(0.9, 10), (0.6, 100)], CHANCE, 1000) == pytest.approx(one)
+
+
+def test_replay_reports_ratios_and_plots(table, tmp_path):
+    strategies = ["random", "tpe", "asha_loss"]
+    grid, curves, budget = replay_py.replay(table, strategies, seeds=2, trials=6, eta=3,
+                                            min_steps=None, points=51)  # fmt: skip
+    assert budget == 6 * R and curves["random"].shape == (2, 51)
+    assert (np.diff(curves["tpe"], axis=1) >= 0).all()  # hypervolume never falls
+    ratios = replay_py.headline(grid, curves, budget, "asha_loss")
+    assert set(ratios) == {"random", "tpe"}
+    assert all(r is None or 0 <= r <= 1 for r in ratios.values())
+    png = tmp_path / "hv.png"
+    replay_py.plot(grid, curves, png, "synthetic")
+    assert png.stat().st_size > 1000
+
+
+def test_rungs_must_be_evaluated(tmp_path):
+    path = synthetic_table(tmp_path, n=6)
+    table = replay_py.Table.load(path)
+    for config in table.configs:
+        config.curve.pop(9, None)  # rung 9 of 27 was never evaluated
+    from lorasearch.errors import LorasearchError
+
+    with pytest.raises(LorasearchError, match="rungs"):
+        replay_py.run(table, "asha_loss", seed=0, trials=2, eta=3, min_steps=None)
+
+
+def test_spearman_and_correlations():
+    x = [0.1, 0.4, 0.2, 0.9, 0.5]
+    assert table_py.spearman(x, [1, 4, 2, 9, 5]) == pytest.approx(1.0)
+    assert table_py.spearman(x, [-v for v in x]) == pytest.approx(-1.0)
+    assert math.isnan(table_py.spearman([1, 2], [1, 2]))
+    rows = [
+        {"config": c, "step": s, "dev_metric": m, "dev_loss": -m, "best_dev": b}
+        for c, b in enumerate([0.6, 0.7, 0.8, 0.9])
+        for s, m in ((1, 0.5 + c / 100), (2, b))
+    ]
+    assert table_py.correlations(rows) == [(1, 4, pytest.approx(1.0), pytest.approx(1.0)),
+                                           (2, 4, pytest.approx(1.0), pytest.approx(1.0))]  # fmt: skip
+
+
+def test_draws_are_reproducible():
+    first = list(table_py.draws(5, 300, 3))
+    assert first == list(table_py.draws(5, 300, 3))
+    assert first != list(table_py.draws(5, 300, 4))
