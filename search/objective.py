@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from lorasearch.adapters import build_adapter
 from lorasearch.errors import LorasearchError, first_line
-from lorasearch.search import fidelity, records
+from lorasearch.search import fidelity, recording, records
 from lorasearch.search.config import Fixed, SearchConfig
 from lorasearch.search.early_stop import Finished, stop_reason
 from lorasearch.search.progress import SearchProgress
@@ -45,22 +45,22 @@ def make_objective(
     rungs = config.rungs(fixed.train.steps)
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
-        records.record_start(trial, f"{socket.gethostname()}:{os.getpid()}")
+        recording.record_start(trial, f"{socket.gethostname()}:{os.getpid()}")
         if config.fidelity:
-            records.record_rung(trial, 0)
+            recording.record_rung(trial, 0)
         run_id = tracker.start_trial(trial.number, study.study_name)
         if run_id is not None:
-            records.record_run(trial, run_id)
+            recording.record_run(trial, run_id)
         try:
             variant, knobs = config.space.suggest(trial, fixed.train.steps)
-            records.record_config(trial, variant, knobs)
+            recording.record_config(trial, variant, knobs)
             progress.trial_started(trial.number, variant, knobs)
             train = replace(fixed.train, eval_steps=rungs[:-1])  # the rungs are evaluated
             tracker.trial_config(run_id, variant, knobs, asdict(train))
             spec = Trial(fixed.data, fixed.model, build_adapter(variant, **knobs), train)
             planned = planned_counts(spec).trainable
             over = planned - config.max_params if config.max_params else 0
-            records.record_plan(trial, planned, over)
+            recording.record_plan(trial, planned, over)
             if config.max_params is not None:
                 trial.set_constraint(BUDGET, over)  # what TPE, NSGA-II and GP steer by
                 if over > 0:
@@ -102,13 +102,13 @@ def make_objective(
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
-            records.record_reason(trial, "interrupted (Ctrl-C)")
+            recording.record_reason(trial, "interrupted (Ctrl-C)")
             raise
         except Exception as exc:
-            records.record_reason(trial, _reason(exc))
+            recording.record_reason(trial, _reason(exc))
             _release_memory()
             raise
-        records.record_result(trial, result)
+        recording.record_result(trial, result)
         if result.stopped_early:
             _prune(trial, result.stopped_early)
         return result.dev_metric, float(result.trainable_params)
@@ -158,14 +158,14 @@ def _rung_gate(
             return None
         rung = rungs.index(point.step) + 1
         if point.step == full:
-            records.record_rung(trial, rung)
+            recording.record_rung(trial, rung)
             return None
         signal = fidelity.signal_of(point, config.signal)
         points[point.step] = (signal, params)
-        records.record_rung(trial, rung, points)
+        recording.record_rung(trial, rung, points)
         peers = [
             fidelity.RungPoint(*peer)
-            for peer in records.rung_peers(study, point.step, trial.number)
+            for peer in recording.rung_peers(study, point.step, trial.number)
         ]
         candidate = fidelity.RungPoint(trial.number, signal, params)
         if fidelity.promotable(candidate, peers, config.eta):
@@ -187,7 +187,7 @@ def _early_stopper(
     study: optuna.Study, trial: optuna.Trial, params: int, config: SearchConfig, dev_size: int
 ):
     def on_eval(step: int, metric: float) -> str | None:
-        records.record_partial(trial, step, metric)  # last point, for workers
+        recording.record_partial(trial, step, metric)  # last point, for workers
         finished = finished_trials(study)
         return stop_reason(step, metric, params, finished, config.margin, dev_size)
 
@@ -203,7 +203,7 @@ def finished_trials(study: optuna.Study) -> list[Finished]:
 
 
 def _prune(trial: optuna.Trial, reason: str) -> None:
-    records.record_reason(trial, reason, pruned=True)
+    recording.record_reason(trial, reason, pruned=True)
     raise optuna.TrialPruned(reason)
 
 

@@ -2,8 +2,9 @@
 
 A study keeps what any later command needs (the fixed trial settings, the space, the metric,
 the hypervolume's reference point); each trial its configuration, result and timings. Readers
-get frozen dataclasses (:class:`StudyRecord`, :class:`TrialRecord`); writers call the
-``record_*``/``write_*`` functions below.
+get frozen dataclasses (:class:`StudyRecord`, :class:`TrialRecord`); the study's writers are
+the ``write_*`` functions below, a running trial's the ``record_*`` functions of
+:mod:`lorasearch.search.recording` (which takes its keys from here).
 
 Versions: a study created since the records were typed holds ``record_version``
 (:data:`RECORD_VERSION`); one without it is version 0 (written by lorasearch up to 4981626)
@@ -218,70 +219,3 @@ def write_search(study: optuna.Study, space: SearchSpace, settings: dict[str, An
     """How the study is searched now (each run; a worker joining it reads these)."""
     study.set_user_attr(SPACE, space.to_json())
     study.set_user_attr(SEARCH, json.dumps(settings))
-
-
-# --- a running trial ------------------------------------------------------------------------------
-
-
-def record_start(trial: optuna.Trial, worker: str) -> None:
-    trial.set_user_attr(STEPS_USED, 0)
-    trial.set_user_attr(WORKER, worker)
-
-
-def record_run(trial: optuna.Trial, run_id: str) -> None:
-    trial.set_user_attr(RUN_ATTR, run_id)
-
-
-def record_config(trial: optuna.Trial, variant: str, knobs: dict[str, Any]) -> None:
-    trial.set_user_attr(VARIANT, variant)
-    trial.set_user_attr(KNOBS, knobs)
-
-
-def record_plan(trial: optuna.Trial, planned: int, over_budget: int) -> None:
-    trial.set_user_attr(PLANNED, planned)
-    trial.set_user_attr(OVER_BUDGET, over_budget)
-
-
-def record_partial(trial: optuna.Trial, step: int, metric: float) -> None:
-    """The last dev evaluation of a running trial, for other workers to see."""
-    trial.set_user_attr(PARTIAL, {str(step): metric})
-
-
-def record_rung(
-    trial: optuna.Trial, rung: int, points: dict[int, tuple[float, int]] | None = None
-) -> None:
-    """The rung the trial has reached (1-based) and its points so far at the rungs below the full
-    budget (step -> (signal, params)), for the trials that reach those rungs later."""
-    trial.set_user_attr(RUNG, rung)
-    if points is not None:
-        trial.set_user_attr(RUNGS, {str(step): list(point) for step, point in points.items()})
-
-
-def rung_peers(study: optuna.Study, step: int, exclude: int) -> list[tuple[int, float, int]]:
-    """``(number, signal, params)`` of every trial but ``exclude`` that recorded a point at rung
-    ``step`` (any worker). Failed trials are left out: a retried configuration counts once."""
-    peers = []
-    for trial in study.get_trials(deepcopy=False):
-        point = trial.user_attrs.get(RUNGS, {}).get(str(step))
-        if point is not None and trial.number != exclude and trial.state != TrialState.FAIL:
-            peers.append((trial.number, float(point[0]), int(point[1])))
-    return peers
-
-
-def record_result(trial: optuna.Trial, result) -> None:
-    """A trained trial's :class:`TrainResult`: curve, steps, metrics, counts, timings."""
-    trial.set_user_attr(CURVE, {str(p.step): p.dev_metric for p in result.curve})
-    losses = {
-        str(p.step): loss
-        for p in result.curve
-        if (loss := getattr(p, "dev_loss", None)) is not None
-    }
-    if losses:
-        trial.set_user_attr(LOSS_CURVE, losses)
-    trial.set_user_attr(STEPS_USED, result.steps + result.preliminary_steps)
-    for name in RESULT_FIELDS:
-        trial.set_user_attr(name, getattr(result, name))
-
-
-def record_reason(trial: optuna.Trial, reason: str, pruned: bool = False) -> None:
-    trial.set_user_attr(PRUNE_REASON if pruned else FAIL_REASON, reason)

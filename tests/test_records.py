@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from lorasearch.errors import LorasearchError
-from lorasearch.search import records
+from lorasearch.search import recording, records
 from lorasearch.search.config import Fixed, SearchConfig
 from lorasearch.search.records import RECORD_VERSION, StudyRecord, trial_records
 from lorasearch.search.report import study_report
@@ -62,11 +62,11 @@ def test_study_and_trial_records_round_trip_without_training():
     assert study.metric_names == ["accuracy", "trainable_params"]
 
     trial = study.ask()
-    records.record_start(trial, "host:1")
-    records.record_run(trial, "run-1")
-    records.record_config(trial, "lora", {"rank": 4, "lr": 1e-3})
-    records.record_plan(trial, 1_234, 0)
-    records.record_partial(trial, 5, 0.6)
+    recording.record_start(trial, "host:1")
+    recording.record_run(trial, "run-1")
+    recording.record_config(trial, "lora", {"rank": 4, "lr": 1e-3})
+    recording.record_plan(trial, 1_234, 0)
+    recording.record_partial(trial, 5, 0.6)
     point = SimpleNamespace(step=5, dev_metric=0.6)
     result = SimpleNamespace(
         curve=[point, SimpleNamespace(step=10, dev_metric=0.7)], steps=10, preliminary_steps=2,
@@ -75,7 +75,7 @@ def test_study_and_trial_records_round_trip_without_training():
         wall_time_s=0.3, eval_time_s=0.05, prepare_time_s=0.0, peak_memory_mb=100.0,
         device="cpu",
     )  # fmt: skip
-    records.record_result(trial, result)
+    recording.record_result(trial, result)
     study.tell(trial, [0.7, 1_234.0])
     (read,) = trial_records(study)
     assert (read.number, read.state, read.variant, read.knobs) == (
@@ -91,7 +91,7 @@ def test_study_and_trial_records_round_trip_without_training():
     assert records.front(study) == [read]
 
     pruned = study.ask()
-    records.record_reason(pruned, "over budget", pruned=True)
+    recording.record_reason(pruned, "over budget", pruned=True)
     study.tell(pruned, state=TrialState.PRUNED)
     failed = study.ask()
     study.tell(failed, state=TrialState.FAIL)  # no reason recorded: its worker died
