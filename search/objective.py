@@ -132,13 +132,13 @@ def check_budget(fixed: Fixed, config: SearchConfig) -> None:
 
 
 def dominated(study: optuna.Study, dev_metric: float, params: int) -> bool:
-    """Whether a COMPLETE trial of the study has a dev metric at least as high and no more
-    params, better in one of them: a trial ending with these values would be off the front."""
-    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        dev, cost = other.values
-        if dev >= dev_metric and cost <= params and (dev > dev_metric or cost < params):
-            return True
-    return False
+    """Whether a COMPLETE trial of the study dominates (dev metric up, params down) a trial
+    ending with these values: it would be off the front."""
+    ending = fidelity.RungPoint(-1, dev_metric, params)
+    return any(
+        fidelity.dominates(fidelity.RungPoint(t.number, *t.values), ending)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    )
 
 
 def _rung_gate(
