@@ -22,6 +22,8 @@ from lorasearch.adapters.knobs import float_range, int_range
 from lorasearch.adapters.peft_base import PeftAdapter, peft_fields
 from lorasearch.errors import LorasearchError
 
+ALLOCATOR_STATE = ("ipt", "exp_avg_ipt", "exp_avg_unc")  # PEFT RankAllocator's per-tensor EMAs
+
 
 @dataclass
 class AdaLoraConfig(AdapterConfig):
@@ -123,6 +125,20 @@ class AdaLoraAdapter(PeftAdapter):
 
     def after_step(self, model: nn.Module, step: int) -> None:
         model.base_model.update_and_allocate(step)
+
+    def training_state(self, model: nn.Module) -> dict[str, Any]:
+        """The allocator's sensitivity averages and the rank pattern: the next allocation reads
+        them, and the final budget's steps mask by the pattern."""
+        allocator = model.base_model.rankallocator
+        state = {key: dict(getattr(allocator, key)) for key in ALLOCATOR_STATE}
+        return state | {"rank_pattern": model.peft_config["default"].rank_pattern}
+
+    def load_training_state(self, model: nn.Module, state: dict[str, Any]) -> None:
+        allocator = model.base_model.rankallocator
+        device = next(model.parameters()).device
+        for key in ALLOCATOR_STATE:
+            setattr(allocator, key, {n: t.to(device) for n, t in state[key].items()})
+        model.peft_config["default"].rank_pattern = state["rank_pattern"]
 
     def selectable(self, step: int) -> bool:
         """Only weights under the final budget may be chosen (and exported)."""

@@ -8,7 +8,9 @@ A variant is an :class:`Adapter` subclass with a config dataclass. The trainer o
 - :meth:`Adapter.before_step` / :meth:`Adapter.after_step` around each optimizer step (hooks that
   may read gradients or change frozen weights, e.g. AdaLoRA, Delta-LoRA),
 - :meth:`Adapter.checkpoint_state` / :meth:`Adapter.load_checkpoint_state` to keep the best-on-dev
-  weights, :meth:`Adapter.counts` and :meth:`Adapter.export`.
+  weights, :meth:`Adapter.counts` and :meth:`Adapter.export`,
+- :meth:`Adapter.training_state` / :meth:`Adapter.load_training_state` for a resumable checkpoint
+  (``training/checkpoint.py``): state besides the weights that later steps read (AdaLoRA's).
 
 The class also describes itself, so nothing else keeps a table keyed by variant name: a one-line
 ``description``, the ``search_knobs`` and their ranges, :meth:`Adapter.from_search` (searched
@@ -175,6 +177,14 @@ class Adapter(ABC):
         with torch.no_grad():
             for name, tensor in state.items():
                 params[name].copy_(tensor)
+
+    def training_state(self, model: nn.Module) -> dict[str, Any]:
+        """What later steps read besides the weights and the optimizer (a resumed run needs it):
+        tensors and plain values only. None by default."""
+        return {}
+
+    def load_training_state(self, model: nn.Module, state: dict[str, Any]) -> None:
+        """Put :meth:`training_state`'s output back into a freshly injected ``model``."""
 
     # --- accounting and export ------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Run the benchmark suite and write BENCHMARKS.md: a table per benchmark, its command, the machine.
 
-    python bench/run_all.py [--quick] [--output BENCHMARKS.md]
+    python bench/run_all.py [--quick] [--output BENCHMARKS.md] [--only replay.py,...]
 
 Each benchmark is its own script under bench/ (run alone to dig in); each measures its baseline
 in the same run and prints its ratio last. ``--quick`` shrinks every budget so the whole suite
@@ -26,9 +26,13 @@ HERE = Path(__file__).parent
 
 FULL = {
     "Trial throughput vs PEFT + transformers.Trainer": ["throughput.py", "--steps", "100"],
-    "Search overhead, early stopping, sampler efficiency": [
-        "search.py", "--trials", "16", "--steps", "30", "--seeds", "0,1", "--sampler-trials", "10",
+    "Learning-curve table: which early signal predicts the final front": [
+        "table.py", "--report", "bench/tables/sst2.csv",
     ],
+    "Search strategies replayed on the table: hypervolume vs training steps": [
+        "replay.py", "bench/tables/sst2.csv", "--seeds", "20", "--png", "bench/tables/sst2_replay.png",
+    ],
+    "Multi-fidelity search live vs every trial to R": ["fidelity_live.py"],
     "Variants at their defaults, and full fine-tuning": [
         "variants.py", "--steps", "80", "--seeds", "0,1,2", "--eval-samples", "500",
     ],
@@ -37,9 +41,15 @@ FULL = {
 }  # fmt: skip
 QUICK = {
     "Trial throughput vs PEFT + transformers.Trainer": ["throughput.py", "--steps", "10", "--repeats", "1"],
-    "Search overhead, early stopping, sampler efficiency": [
-        "search.py", "--trials", "3", "--steps", "4", "--seeds", "0", "--sampler-trials", "2",
-        "--eval-samples", "100",
+    "Learning-curve table: which early signal predicts the final front": [
+        "table.py", "--report", "bench/tables/sst2_pilot.csv",
+    ],
+    "Search strategies replayed on the table: hypervolume vs training steps": [
+        "replay.py", "bench/tables/sst2_pilot.csv", "--seeds", "2", "--png", "/tmp/replay.png",
+    ],
+    "Multi-fidelity search live vs every trial to R": [
+        "fidelity_live.py", "--steps", "27", "--trials", "4", "--full-trials", "2",
+        "--eval-samples", "200",
     ],
     "Variants at their defaults, and full fine-tuning": [
         "variants.py", "--steps", "8", "--seeds", "0", "--eval-samples", "200",
@@ -80,47 +90,82 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default=str(HERE.parent / "BENCHMARKS.md"))
+    parser.add_argument(
+        "--only",
+        help="comma-separated scripts (e.g. replay.py,fidelity_live.py) to re-run; the other "
+        "sections are kept from --output as they were made",
+    )
     args = parser.parse_args()
     suite = QUICK if args.quick else FULL
+    only = set(args.only.split(",")) if args.only else {command[0] for command in suite.values()}
+    unknown = only - {command[0] for command in suite.values()}
+    if unknown:
+        raise SystemExit(f"--only: no benchmark {', '.join(sorted(unknown))} in the suite")
+    kept = read_sections(Path(args.output)) if args.only else {}
     sections, start = [], time.perf_counter()
     for title, command in suite.items():
-        if command[0] == "workers.py" and not os.environ.get("LORASEARCH_TEST_POSTGRES"):
-            sections.append((title, command, "skipped: no PostgreSQL (run `make services`)", 0.0))
+        if command[0] not in only:
+            sections.append((title, kept.get(title, ["not run yet"])))
             continue
-        print(f"== {title}: {' '.join(command)}", file=sys.stderr, flush=True)
-        began = time.perf_counter()
-        run = subprocess.run(
-            [sys.executable, str(HERE / command[0]), *command[1:]],
-            capture_output=True, text=True, env=os.environ | {"LORASEARCH_QUIET": "1"},
-        )  # fmt: skip
-        seconds = time.perf_counter() - began
-        if run.returncode != 0:
-            tail = "\n".join(run.stderr.strip().splitlines()[-5:])
-            raise SystemExit(f"{command[0]} failed:\n{tail}")
-        sections.append((title, command, run.stdout.strip(), seconds))
-        print(run.stdout.strip().splitlines()[-1], file=sys.stderr, flush=True)
+        sections.append((title, run_one(title, command)))
     total = time.perf_counter() - start
     lines = [
         "# Benchmarks"
         + (" (quick mode: small budgets, not headline numbers)" if args.quick else ""),
         "",
         f"Made by `python bench/run_all.py{' --quick' if args.quick else ''}` "
-        f"(`make bench{'-quick' if args.quick else ''}`) on {datetime.date.today()}, commit "
-        f"{commit()}, in {total / 60:.1f} min.",
+        f"(`make bench{'-quick' if args.quick else ''}`); each section names its command, its "
+        f"time, its date and commit"
+        + (f" (this run: {total / 60:.1f} min)." if not args.only else "."),
         f"Machine: {machine()}.",
         "Every ratio is against a baseline measured in the same run.",
     ]
-    for number, (title, command, output, seconds) in enumerate(sections, 1):
-        lines += [
-            "",
-            f"## {number}. {title}",
-            "",
-            f"`python bench/{' '.join(command)}` ({seconds:.0f} s)",
-            "",
-            output,
-        ]
+    for number, (title, body) in enumerate(sections, 1):
+        lines += ["", f"## {number}. {title}", "", *body]
     Path(args.output).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output} in {total / 60:.1f} min", file=sys.stderr)
+
+
+def run_one(title: str, command: list[str]) -> list[str]:
+    """Run one benchmark script; its section's lines (the command line, then its output)."""
+    if command[0] == "workers.py" and not os.environ.get("LORASEARCH_TEST_POSTGRES"):
+        return ["skipped: no PostgreSQL (run `make services`)"]
+    print(f"== {title}: {' '.join(command)}", file=sys.stderr, flush=True)
+    began = time.perf_counter()
+    run = subprocess.run(
+        [sys.executable, str(HERE / command[0]), *command[1:]],
+        capture_output=True, text=True, env=os.environ | {"LORASEARCH_QUIET": "1"},
+        cwd=HERE.parent,  # the commands name the tables from the repository's root
+    )  # fmt: skip
+    seconds = time.perf_counter() - began
+    if run.returncode != 0:
+        tail = "\n".join(run.stderr.strip().splitlines()[-5:])
+        raise SystemExit(f"{command[0]} failed:\n{tail}")
+    print(run.stdout.strip().splitlines()[-1], file=sys.stderr, flush=True)
+    made = f"{seconds:.0f} s; {datetime.date.today()}, commit {commit()}"
+    return [f"`python bench/{' '.join(command)}` ({made})", "", run.stdout.strip()]
+
+
+def read_sections(path: Path) -> dict[str, list[str]]:
+    """The sections of an earlier BENCHMARKS.md: title -> its lines (after the heading)."""
+    sections: dict[str, list[str]] = {}
+    if not path.exists():
+        return sections
+    body: list[str] | None = None
+    for line in path.read_text().splitlines():
+        if line.startswith("## ") and ". " in line:
+            body = sections.setdefault(line.split(". ", 1)[1], [])
+        elif body is not None:
+            body.append(line)
+    return {title: _trim(lines) for title, lines in sections.items()}
+
+
+def _trim(lines: list[str]) -> list[str]:
+    while lines and not lines[0].strip():
+        lines = lines[1:]
+    while lines and not lines[-1].strip():
+        lines = lines[:-1]
+    return lines
 
 
 if __name__ == "__main__":

@@ -53,7 +53,10 @@ def fixed(steps: int, eval_samples: int) -> Fixed:
 def study(
     folder: Path, name: str, trials: int, args, replay: list[dict] | None = None, **config
 ) -> tuple[dict, float, list[dict]]:
-    """Run one study; ``replay``: configurations its trials must take, in order (enqueued)."""
+    """Run one study; ``replay``: configurations its trials must take, in order (enqueued).
+    Without rungs unless asked: this script measures the search that trains every trial to its
+    end (the baseline of bench/fidelity_live.py and bench/replay.py)."""
+    config.setdefault("fidelity", False)
     if replay:
         import optuna
 

@@ -205,7 +205,7 @@ def variants(as_json):
               help="Multi-fidelity: stop at a rung the trials not promotable by Pareto layer; "
               "--no-fidelity trains every trial to R.")  # fmt: skip
 @click.option("--max-steps", type=int, help="The full budget R [default: --steps, 300].")
-@click.option("--min-steps", type=int, help="The lowest rung [default: R // eta^3].")
+@click.option("--min-steps", type=int, help="The lowest rung [default: R // eta^3, at least 5].")
 @click.option("--eta", type=int, default=3, show_default=True,
               help="Rungs at R/eta^k; the top ~1/eta at a rung go on.")  # fmt: skip
 @click.option("--fidelity-signal", type=click.Choice(["dev_loss", "dev_metric"]),

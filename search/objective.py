@@ -7,7 +7,9 @@ rungs and early stopping can compare costs. Multi-fidelity (:mod:`fidelity`): at
 the full budget the trial records its point (signal, params) and goes on only if it is promotable
 among the points recorded at that rung so far (any worker); otherwise it ends PRUNED there. The
 test split is scored only for a trial on the front when it ends (a trial dominated then never
-rejoins the front). What a trial did is kept through :mod:`records`.
+rejoins the front). What a trial did is kept through :mod:`records`. With rungs, the trainer
+keeps the latest rung's checkpoint in the trial's folder, and a retry of a killed trial resumes
+from it (:mod:`checkpoints`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from optuna.trial import TrialState
 
 from lorasearch.adapters import build_adapter
 from lorasearch.errors import LorasearchError, first_line
-from lorasearch.search import fidelity, recording, records
+from lorasearch.search import checkpoints, fidelity, recording, records
 from lorasearch.search.config import Fixed, SearchConfig
 from lorasearch.search.early_stop import Finished, stop_reason
 from lorasearch.search.progress import SearchProgress
@@ -46,8 +48,16 @@ def make_objective(
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         recording.record_start(trial, f"{socket.gethostname()}:{os.getpid()}")
+        below_full = len(rungs) > 1  # rung checkpoints: only where there are rungs below R
+        folder = checkpoints.trial_checkpoint(
+            study, trial, config.storage, below_full, progress.warning
+        )
+        with folder as resume:
+            return run(trial, resume)
+
+    def run(trial: optuna.Trial, resume: checkpoints.Resume) -> tuple[float, float]:
         if config.fidelity:
-            recording.record_rung(trial, 0)
+            checkpoints.record_start(trial, resume)
         run_id = tracker.start_trial(trial.number, study.study_name)
         if run_id is not None:
             recording.record_run(trial, run_id)
@@ -74,10 +84,10 @@ def make_objective(
                 if config.early_stop
                 else None
             )
-            gate = _rung_gate(study, trial, planned, rungs, config) if config.fidelity else None
+            gate = config.fidelity and _rung_gate(study, trial, planned, rungs, config, resume)
 
             def on_eval(point: EvalPoint) -> str | None:
-                tracker.evaluation(run_id, point.step, point.dev_metric)
+                tracker.evaluation(run_id, point.step, point.dev_metric, point.dev_loss)
                 if gate and (reason := gate(point)):
                     return reason
                 return stopper(point.step, point.dev_metric) if stopper else None
@@ -96,6 +106,7 @@ def make_objective(
                     progress=progress.trial_step,
                     export_dir=Path(folder) if keep else None,
                     score_test=score_test,
+                    checkpoint=resume.folder,
                 )
                 if keep and not result.stopped_early:  # `best` exports this very adapter
                     tracker.log_adapter(run_id, Path(folder))
@@ -109,6 +120,8 @@ def make_objective(
             _release_memory()
             raise
         recording.record_result(trial, result)
+        if config.fidelity:
+            checkpoints.record_end(trial, resume, result, rungs, planned, config.signal)
         if result.stopped_early:
             _prune(trial, result.stopped_early)
         return result.dev_metric, float(result.trainable_params)
@@ -147,10 +160,12 @@ def _rung_gate(
     params: int,
     rungs: tuple[int, ...],
     config: SearchConfig,
+    resume: checkpoints.Resume,
 ):
     """At each rung below the full budget: record the trial's point and stop it (the reason)
-    unless it is promotable among the points other trials recorded at that rung."""
-    points: dict[int, tuple[float, int]] = {}
+    unless it is promotable among the points other trials recorded at that rung (a resumed
+    trial starts with the points of the rungs it passed before)."""
+    points = dict(resume.points)
     full = rungs[-1]
 
     def on_eval(point: EvalPoint) -> str | None:

@@ -19,6 +19,7 @@ from lorasearch.search.records import (
     PLANNED,
     PRUNE_REASON,
     RESULT_FIELDS,
+    RESUMED_FROM,
     RUN_ATTR,
     RUNG,
     RUNGS,
@@ -60,6 +61,11 @@ def record_rung(
     trial.set_user_attr(RUNG, rung)
     if points is not None:
         trial.set_user_attr(RUNGS, {str(step): list(point) for step, point in points.items()})
+
+
+def record_resumed(trial: optuna.Trial, step: int) -> None:
+    """The step a retried trial resumed at (0: from the start; it clears the failed trial's)."""
+    trial.set_user_attr(RESUMED_FROM, step)
 
 
 def rung_peers(study: optuna.Study, step: int, exclude: int) -> list[tuple[int, float, int]]:

@@ -11,8 +11,9 @@ Versions: a study created since the records were typed holds ``record_version``
 and is read with the same keys. Version 2 (multi-fidelity) adds keys only: the search settings'
 ``fidelity``/``min_steps``/``eta``/``signal`` (absent: the study was searched without rungs),
 and per trial ``rungs``, ``rung`` and ``dev_loss_curve``; it is a new version so that an older
-lorasearch refuses to join a study whose rungs it would ignore. A later version that changes a
-key reads the old ones here.
+lorasearch refuses to join a study whose rungs it would ignore. A retry's ``resumed_from`` (the
+step it resumed at from a rung checkpoint) came later without a new version: a reader that
+ignores it reads the trial as before. A later version that changes a key reads the old ones here.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ PRUNE_REASON, FAIL_REASON, STEPS_USED = "prune_reason", "fail_reason", "steps_us
 # Version 2: the dev cross-entropy curve beside `curve` (whose shape old readers know), each
 # rung's point {step: [signal, params]} for the trials still to reach it, and the rung reached.
 LOSS_CURVE, RUNGS, RUNG = "dev_loss_curve", "rungs", "rung"
+# The step a retried trial resumed at, from its failed predecessor's rung checkpoint (a key
+# older readers ignore: the trial's record is the same otherwise).
+RESUMED_FROM = "resumed_from"
 # TrainResult fields stored under their own names.
 RESULT_FIELDS = (
     "dev_metric", "test_metric", "trainable_params", "adapter_params", "head_params",
@@ -129,6 +133,7 @@ class TrialRecord:
     dev_loss_curve: dict[int, float] = field(default_factory=dict)  # step -> dev cross-entropy
     rungs: dict[int, tuple[float, int]] = field(default_factory=dict)  # step -> (signal, params)
     rung: int | None = None  # rungs reached (1-based; the last is the full budget); None: no rungs
+    resumed_from: int = 0  # a retry: the step it resumed at (search/checkpoints.py); 0: none
 
     @property
     def finished(self) -> bool:
@@ -142,9 +147,12 @@ class TrialRecord:
         if trial.state == TrialState.FAIL and not cause:
             cause = ABANDONED
         retry_of = _RETRY.retried_trial_number(trial)
+        resumed_from = attrs.get(RESUMED_FROM, 0) if retry_of is not None else 0
         reason = cause
         if retry_of is not None:
-            reason = f"retry of trial {retry_of}" + (f"; {cause}" if cause else "")
+            notes = [f"retry of trial {retry_of}"]
+            notes += [f"resumed at step {resumed_from}"] if resumed_from else []
+            reason = "; ".join(notes + ([cause] if cause else []))
         return cls(
             number=trial.number,
             state=trial.state.name,
@@ -163,6 +171,7 @@ class TrialRecord:
             dev_loss_curve={int(step): v for step, v in attrs.get(LOSS_CURVE, {}).items()},
             rungs={int(step): (v[0], int(v[1])) for step, v in attrs.get(RUNGS, {}).items()},
             rung=attrs.get(RUNG),
+            resumed_from=resumed_from,
         )
 
 

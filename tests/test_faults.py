@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,9 @@ from optuna.trial import TrialState
 
 from lorasearch.cli import main
 from lorasearch.search import objective as objective_module
+from lorasearch.search.checkpoints import study_root
 from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.fidelity import rung_steps
 from lorasearch.search.records import StudyRecord, TrialRecord, trial_records
 from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
@@ -122,6 +125,56 @@ def test_two_workers_finish_one_postgres_study_with_the_exact_trial_count(
     assert {r.info.run_id for r in children} == {t.run_id for t in trials}
 
 
+def test_two_postgres_workers_promote_at_rungs_and_resume_a_killed_workers_trial(
+    postgres, toy_data, tiny_bert, tmp_path
+):
+    """Two workers share one study's rungs; one is killed after its trial passed a rung and the
+    other, on the same machine (the same cache), retries that trial from its checkpoint. Every
+    trial's rung and steps agree, and the count is exact."""
+    url, total, steps = postgres(), 8, 400
+    command = ["search", *_args(toy_data, tiny_bert, steps), "--storage", url, "--study", "p",
+               "--total-trials", str(total), "--heartbeat", "1", "--no-tracking",
+               "--no-early-stop", "--seed", "3"]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    doomed, survivor = (_cli(*command, cwd=tmp_path, env=env) for _ in range(2))
+    root, worker = study_root(url, "p"), f"{socket.gethostname()}:{doomed.pid}"
+
+    def doomed_checkpoint():
+        if not root.is_dir() or not _states(url, "p"):
+            return None
+        trials = optuna.load_study(study_name="p", storage=url).trials
+        for trial in trials:
+            saved = root / str(trial.number) / "checkpoint.pt"
+            if trial.user_attrs.get("worker") == worker and saved.is_file():
+                return trial.number, saved
+        return None
+
+    _wait_for(doomed_checkpoint, timeout=300, what="a trial of the first worker to pass a rung")
+    number, saved = doomed_checkpoint()
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    resumed_at = torch.load(saved, weights_only=True)["loop"]["step"]
+    out, err = survivor.communicate(timeout=900)
+    assert survivor.returncode == 0, err
+    study = optuna.load_study(study_name="p", storage=url)
+    trials = trial_records(study)
+    assert sum(t.state in ("COMPLETE", "PRUNED") for t in trials) == total
+    assert [t.number for t in trials if t.state == "FAIL"] == [number]  # only the killed one
+    (retry,) = [t for t in trials if t.retry_of == number]
+    assert retry.resumed_from == resumed_at and retry.worker != worker
+    rungs = rung_steps(steps)
+    assert {t.state for t in trials} >= {"COMPLETE", "PRUNED"}  # promotions and stops happened
+    for trial in (t for t in trials if t.state != "FAIL"):
+        reached = rungs[trial.rung - 1]
+        assert trial.steps_used == reached and max(trial.curve) == reached, trial
+        assert sorted(trial.rungs) == [r for r in rungs[: trial.rung] if r < steps], trial
+        if trial.state == "PRUNED":
+            assert trial.rung < len(rungs) and "not promoted at rung" in trial.reason
+        else:
+            assert trial.rung == len(rungs)
+    assert not root.is_dir() or not any(root.iterdir())  # every folder deleted as trials ended
+
+
 def _two_lora_trials(toy_data, tiny_bert, tmp_path) -> optuna.Study:
     """An in-process search of two short LoRA trials (for faults injected by monkeypatch)."""
     fixed = Fixed(
@@ -169,6 +222,50 @@ def test_kill_9_mid_trial_then_the_same_command_completes_the_study(toy_data, ti
     assert not [r for r in runs.values() if r.info.status == "RUNNING"]
     assert all(runs[t.run_id].info.status == "FINISHED" for t in trial_records(study)
                if t.state == "COMPLETE")  # fmt: skip
+
+
+def test_kill_9_after_a_rung_then_the_retry_resumes_from_that_rung(toy_data, tiny_bert, tmp_path):
+    """Every trial is the same configuration (the space fixes LoRA's knobs), so the retry, resumed
+    from the killed trial's checkpoint, must end exactly where trial 0 ended uninterrupted."""
+    storage = f"sqlite:///{tmp_path / 'r.db'}"
+    space = tmp_path / "fixed.toml"
+    space.write_text("[lora]\nrank = 4\nlr = 0.002\n")
+    command = ["search", *_args(toy_data, tiny_bert, 400), "--storage", storage, "--study", "r",
+               "--total-trials", "3", "--heartbeat", "1", "--no-tracking", "--no-early-stop",
+               "--space", str(space)]  # fmt: skip
+    rungs = rung_steps(400)
+    saved = tmp_path / "r.db.checkpoints" / "r" / "1" / "checkpoint.pt"
+    first = _cli(*command, cwd=tmp_path)
+    _wait_for(saved.is_file, what="trial 1 to pass a rung")
+    first.send_signal(signal.SIGKILL)  # mid-run, after a rung (or more)
+    first.wait(timeout=30)
+    resumed_at = torch.load(saved, weights_only=True)["loop"]["step"]
+    assert resumed_at in rungs[:-1]
+    before = optuna.load_study(study_name="r", storage=storage).trials[0]
+    killed_rung = TrialRecord.of(optuna.load_study(study_name="r", storage=storage).trials[1]).rung
+    again = _cli(*command, cwd=tmp_path)
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err
+    study = optuna.load_study(study_name="r", storage=storage)
+    states = [t.state for t in study.trials]
+    assert sum(s in ENDED for s in states) == 3 and states.count(TrialState.FAIL) == 1
+    assert states[1] == TrialState.FAIL  # the killed one
+    after = study.trials[0]  # a finished trial is untouched
+    assert (after.state, after.values, after.user_attrs) == (
+        before.state, before.values, before.user_attrs
+    )  # fmt: skip
+    trials = trial_records(study)
+    (retry,) = [t for t in trials if t.retry_of == 1]
+    assert retry.state == "COMPLETE" and retry.resumed_from == resumed_at
+    assert killed_rung >= rungs.index(resumed_at) + 1  # the rung it had passed
+    assert retry.reason == f"retry of trial 1; resumed at step {resumed_at}"
+    assert retry.rung == len(rungs) and retry.steps_used == 400
+    assert sorted(retry.rungs) == list(rungs[:-1])  # the rungs it passed before, and after
+    # Resumed exactly: the same curve and result as the same configuration uninterrupted.
+    assert retry.curve == pytest.approx(trials[0].curve, abs=1e-6)
+    assert retry.values == pytest.approx(trials[0].values, abs=1e-6)
+    assert [t.resumed_from for t in trials if t.retry_of is None] == [0, 0, 0]
+    assert not any((tmp_path / "r.db.checkpoints" / "r").iterdir())  # deleted as trials ended
 
 
 def test_ctrl_c_ends_the_trial_keeps_the_study_consistent_and_exits_130(

@@ -3,13 +3,17 @@ where they are not promotable; only full-budget trials make the front; test is s
 the front; a resumed study keeps its rungs; bad rung settings are one-line errors."""
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 
 from lorasearch.cli import main
 from lorasearch.errors import LorasearchError
 from lorasearch.search import records
+from lorasearch.search.checkpoints import Resume, study_root, trial_checkpoint
 from lorasearch.search.config import Fixed, SearchConfig
 from lorasearch.search.fidelity import rung_steps
 from lorasearch.search.records import StudyRecord, trial_records
@@ -173,3 +177,72 @@ def test_bad_rung_settings_are_one_line(capsys, toy_data, tmp_path, monkeypatch,
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "lorasearch.db").exists()  # nothing written
+
+
+# --- rung checkpoints (search/checkpoints.py) ------------------------------------------------------
+
+
+def test_checkpoint_folders_sit_beside_sqlite_or_under_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORASEARCH_CACHE", str(tmp_path / "cache"))
+    assert study_root("sqlite:///runs/s.db", "my/study") == Path("runs/s.db.checkpoints/my_study")
+    server = study_root("postgresql://u:secret@db/optuna", "s")
+    assert server.parent == tmp_path / "cache" / "checkpoints" and len(server.name) == 12
+    assert server == study_root("postgresql://u:other@db/optuna", "s")  # keyed on the masked URL
+    assert server != study_root("postgresql://u:secret@db/optuna", "t")
+
+
+def test_a_retry_takes_over_its_failed_trials_checkpoint_and_rungs(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'c.db'}"
+    study = optuna.create_study(study_name="c", storage=storage, directions=["maximize"] * 2)
+    root = study_root(storage, "c")
+    killed = study.ask()
+    with trial_checkpoint(study, killed, storage, True) as resume:
+        assert resume == Resume(root / "0") and resume.folder.is_dir()
+        (resume.folder / "checkpoint.pt").write_text("rung 2")
+        killed.set_user_attr(records.RUNG, 2)
+        killed.set_user_attr(records.RUNGS, {"3": [-0.6, 100], "9": [-0.5, 100]})
+        # a kill: the with block never ends; the heartbeat fails the trial and queues its retry
+        study.tell(killed, state=TrialState.FAIL)
+        RetryHeartbeatStaleTrialCallback(max_retry=1)(study, study.trials[0])
+        retry = study.ask()
+        with trial_checkpoint(study, retry, storage, True) as taken:
+            assert taken.retry_of == 0 and taken.adopted and taken.rung == 2
+            assert taken.points == {3: (-0.6, 100), 9: (-0.5, 100)}
+            assert (root / "1" / "checkpoint.pt").read_text() == "rung 2"
+            assert not (root / "0").exists()  # moved, not copied
+        assert not (root / "1").exists()  # deleted as the retry ended
+    # Without a folder to take over (another machine's), the retry starts from step 0.
+    study.tell(retry, state=TrialState.FAIL)
+    RetryHeartbeatStaleTrialCallback()(study, study.trials[1])
+    with trial_checkpoint(study, study.ask(), storage, True) as fresh:
+        assert fresh.retry_of == 1 and not fresh.adopted and fresh.points == {}
+
+
+def test_a_trial_start_sweeps_the_folders_no_trial_will_resume(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, directions=["maximize"] * 2)
+    root = study_root(storage, "s")
+    for _ in range(3):  # 0 COMPLETE, 1 FAIL (retried: 3 waits), 2 FAIL (a retry killed in turn)
+        trial = study.ask()
+        (root / str(trial.number)).mkdir(parents=True)
+        (root / str(trial.number) / "checkpoint.pt").write_text("x")
+    study.tell(0, [0.5, 10.0])
+    study.tell(1, state=TrialState.FAIL)
+    study.tell(2, state=TrialState.FAIL)
+    RetryHeartbeatStaleTrialCallback(max_retry=1)(study, study.trials[1])
+    (root / "tmp-file").write_text("not a trial's")
+    with trial_checkpoint(study, study.ask(), storage, True) as resume:  # trial 3, the retry
+        assert resume.adopted and resume.retry_of == 1
+        assert sorted(p.name for p in root.iterdir()) == ["3", "tmp-file"]
+    with trial_checkpoint(study, study.ask(), storage, False) as off:  # no rungs: no folder
+        assert off == Resume(None)
+
+
+def test_a_folder_that_cannot_be_made_costs_the_resume_not_the_trial(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'u.db'}"
+    study = optuna.create_study(study_name="u", storage=storage, directions=["maximize"] * 2)
+    (tmp_path / "u.db.checkpoints").write_text("a file where the folder would go")
+    said = []
+    with trial_checkpoint(study, study.ask(), storage, True, said.append) as resume:
+        assert resume == Resume(None)
+    assert len(said) == 1 and said[0].startswith("trial 0 keeps no rung checkpoint: ")

@@ -73,7 +73,7 @@ def test_the_table_loads(table):
 
 def test_full_budget_strategies_spend_exactly_trials_times_r(table):
     for strategy in ("random", "tpe"):
-        history = replay_py.run(table, strategy, seed=1, trials=6, eta=3, min_steps=None)
+        history = replay_py.run(table, strategy, seed=1, trials=6, eta=3, min_steps=1)
         steps = [s for s, _ in history]
         assert steps == [R * i for i in range(len(steps))]  # every trial costs R
         assert steps[-1] == 6 * R
@@ -81,7 +81,7 @@ def test_full_budget_strategies_spend_exactly_trials_times_r(table):
 
 def test_asha_spends_fewer_steps_per_trial_and_keeps_a_front(table):
     for strategy in ("asha_loss", "asha_metric"):
-        history = replay_py.run(table, strategy, seed=1, trials=6, eta=3, min_steps=None)
+        history = replay_py.run(table, strategy, seed=1, trials=6, eta=3, min_steps=1)
         costs = np.diff([s for s, _ in history])
         assert len(costs) > 6  # more configurations started for the same budget
         assert costs.mean() < R
@@ -91,7 +91,7 @@ def test_asha_spends_fewer_steps_per_trial_and_keeps_a_front(table):
 
 
 def test_early_stopping_never_spends_more(table):
-    history = replay_py.run(table, "early_stop", seed=1, trials=6, eta=3, min_steps=None)
+    history = replay_py.run(table, "early_stop", seed=1, trials=6, eta=3, min_steps=1)
     assert all(0 < b - a <= R for (a, _), (b, _) in zip(history, history[1:], strict=False))
 
 
@@ -106,7 +106,7 @@ def test_hypervolume_matches_the_search():
 def test_replay_reports_ratios_and_plots(table, tmp_path):
     strategies = ["random", "tpe", "asha_loss"]
     grid, curves, budget = replay_py.replay(table, strategies, seeds=2, trials=6, eta=3,
-                                            min_steps=None, points=51)  # fmt: skip
+                                            min_steps=1, points=51)  # fmt: skip
     assert budget == 6 * R and curves["random"].shape == (2, 51)
     assert (np.diff(curves["tpe"], axis=1) >= 0).all()  # hypervolume never falls
     ratios = replay_py.headline(grid, curves, budget, "asha_loss")
@@ -125,7 +125,7 @@ def test_rungs_must_be_evaluated(tmp_path):
     from lorasearch.errors import LorasearchError
 
     with pytest.raises(LorasearchError, match="rungs"):
-        replay_py.run(table, "asha_loss", seed=0, trials=2, eta=3, min_steps=None)
+        replay_py.run(table, "asha_loss", seed=0, trials=2, eta=3, min_steps=1)
 
 
 def test_spearman_and_correlations():

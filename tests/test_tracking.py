@@ -113,6 +113,9 @@ def test_parent_and_one_child_per_trial_hold_every_field(searched):
         assert [m.step for m in sorted(losses, key=lambda m: m.step)] == list(range(1, STEPS + 1))
         curve = client.get_metric_history(run.info.run_id, "dev_accuracy")
         assert {m.step: m.value for m in curve} == pytest.approx(trial.curve)
+        losses = client.get_metric_history(run.info.run_id, "dev_loss")  # the rungs' signal
+        assert {m.step: m.value for m in losses} == pytest.approx(trial.dev_loss_curve)
+        assert trial.dev_loss_curve and set(trial.dev_loss_curve) == set(trial.curve)
         stored = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "adapter")}
         assert {"adapter_config.json", "adapter_model.safetensors", "lorasearch.json"} <= stored
 

@@ -280,11 +280,16 @@ class MlflowTracking:
 
         self._buffer.append(Metric("train_loss", loss, _now(), step))
 
-    def evaluation(self, run_id: str | None, step: int, dev: float) -> None:
-        """Dev metric at ``step``; flushes the buffered losses so the UI's curves are live."""
+    def evaluation(
+        self, run_id: str | None, step: int, dev: float, dev_loss: float | None = None
+    ) -> None:
+        """Dev metric (and dev cross-entropy, the rungs' signal) at ``step``; flushes the
+        buffered losses so the UI's curves are live."""
         from mlflow.entities import Metric
 
         self._buffer.append(Metric(f"dev_{self.metric_name}", dev, _now(), step))
+        if dev_loss is not None:
+            self._buffer.append(Metric("dev_loss", dev_loss, _now(), step))
         self._flush(run_id)
 
     def _flush(self, run_id: str | None) -> None:

@@ -7,7 +7,13 @@ once training is over, that this result's test score will not be used: ``score_t
 
 Each dev evaluation also measures the dev mean cross-entropy (``EvalPoint.dev_loss``), a smoother
 early signal than the metric; ``TrainConfig.eval_steps`` adds evaluation steps (a search's rungs)
-to the regular interval.
+to the regular interval. A rung below the budget scores only as much of dev as ranking needs
+(``training/evaluation.py``; ``EvalPoint.dev_examples``), and such an estimate is never kept as
+the best-on-dev weights.
+
+Given a ``checkpoint`` folder, the run saves itself after each rung it passes and a later run
+of the same configuration resumes there, ending exactly as an uninterrupted run would
+(``training/checkpoint.py``).
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from torch import nn
 
 from lorasearch.adapters.base import Adapter, InjectContext, write_metadata
 from lorasearch.errors import LorasearchError
+from lorasearch.training import checkpoint as ckpt
 from lorasearch.training.data import TokenizedSplit, collate, eval_batches, train_batches
 from lorasearch.training.dropout import use_fast_dropout
+from lorasearch.training.evaluation import LossTally, needs_more_examples, rung_chunks
 from lorasearch.training.metrics import compute_metric
 from lorasearch.training.models import LoadedModel
 from lorasearch.training.tasks import TaskData
@@ -51,6 +59,8 @@ class TrainConfig:
     device: str = "auto"
     # Extra dev evaluations (a search's rungs), besides the interval.
     eval_steps: tuple[int, ...] = ()
+    # A rung below the budget scores a dev subsample sized by its noise (training/evaluation.py).
+    rung_subsample: bool = True
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "max_length", "eval_batch_size"):
@@ -72,6 +82,12 @@ class TrainConfig:
         """Whether the dev split is scored after ``step``."""
         return step % self.eval_interval == 0 or step == self.steps or step in self.eval_steps
 
+    def subsamples_at(self, step: int) -> bool:
+        """Whether the dev evaluation after ``step`` may stop on a subsample: a rung (an
+        ``eval_steps`` step) that is neither a regular interval step nor the last."""
+        regular = step % self.eval_interval == 0 or step == self.steps
+        return self.rung_subsample and step in self.eval_steps and not regular
+
 
 @dataclass
 class EvalPoint:
@@ -79,6 +95,9 @@ class EvalPoint:
     dev_metric: float
     train_loss: float
     dev_loss: float | None = None  # dev mean cross-entropy
+    # Dev examples scored: a rung's subsample, whose dev_metric/dev_loss are estimates that
+    # never become the best-on-dev checkpoint. None: all of dev.
+    dev_examples: int | None = None
 
 
 @dataclass
@@ -111,6 +130,7 @@ class TrainResult:
     stopped_early: str | None = None  # the reason, when ``on_eval`` stopped the run
     splits: dict = field(default_factory=dict)
     export_dir: str | None = None
+    resumed_from: int = 0  # the step a checkpoint let this run resume at (0: from the start)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -133,8 +153,13 @@ def train(
     progress: Callable[..., None] | None = None,
     export_dir: Path | None = None,
     score_test: bool | Callable[[TrainResult], bool] = True,
+    checkpoint: Path | None = None,
 ) -> TrainResult:
     """Train ``adapter`` on ``loaded.model`` and score it; see the module docstring.
+
+    ``checkpoint``: a folder the caller owns. A checkpoint there from an earlier run of this
+    configuration is resumed (another configuration's raises), and one is written after each
+    rung (``eval_steps``) at which the run goes on; see ``training/checkpoint.py``.
 
     ``score_test`` False (or a callable returning False for the trained result) skips the test
     split: ``test_metric`` stays None and no evaluation time is spent on it.
@@ -162,6 +187,8 @@ def train(
     best_metric, best_step, best_state = -math.inf, 0, None
     stopped_early = None
     tokens, train_time_s, eval_time_s, loss_sum, loss_count = 0, 0.0, 0.0, 0.0, 0
+    key = ckpt.fingerprint(adapter, config, task.fingerprint)
+    saved = ckpt.load(checkpoint, key) if checkpoint is not None else None  # refused before work
 
     with PeakMemory(device) as memory:
         tick = time.perf_counter()
@@ -172,6 +199,14 @@ def train(
             use_fast_dropout(model)
         stepper = Stepper(model, adapter, config, config.steps, device)
         step = 0
+        if saved is not None:
+            loop = ckpt.restore(saved, model, adapter, stepper)
+            step, tokens, curve = loop.step, loop.tokens, [EvalPoint(**p) for p in loop.curve]
+            best_metric, best_step, best_state = loop.best_metric, loop.best_step, loop.best_state
+            train_time_s, eval_time_s = loop.train_time_s, loop.eval_time_s
+            for _ in range(step):  # the same batches from here on (index lists: cheap to redraw)
+                next(batches)
+        resumed_from = step
         while step < config.steps:
             step += 1
             tick = time.perf_counter()
@@ -188,16 +223,18 @@ def train(
 
             if config.evaluates_at(step):
                 tick = time.perf_counter()
-                dev_metric, dev_loss = evaluate(
-                    model, data["dev"], task.spec.metric, config, pad_id, device,
-                    pad_left=pad_left, with_loss=True,
+                dev_metric, dev_loss, dev_examples = evaluate_dev(
+                    model, data["dev"], task.spec.metric, config, step, pad_id, device,
+                    pad_left=pad_left,
                 )  # fmt: skip
                 eval_time_s += time.perf_counter() - tick
                 train_loss = loss_sum / max(loss_count, 1)
                 loss_sum, loss_count = 0.0, 0
-                point = EvalPoint(step, dev_metric, train_loss, dev_loss)
+                point = EvalPoint(step, dev_metric, train_loss, dev_loss, dev_examples)
                 curve.append(point)
-                if dev_metric > best_metric and adapter.selectable(step):
+                # a subsample's metric is an estimate: never the best-on-dev checkpoint
+                selectable = dev_examples is None and adapter.selectable(step)
+                if selectable and dev_metric > best_metric:
                     best_metric, best_step = dev_metric, step
                     best_state = adapter.checkpoint_state(model)
                 if progress:
@@ -205,6 +242,12 @@ def train(
                 if on_eval and (reason := on_eval(point)):
                     stopped_early = reason
                     break
+                if checkpoint is not None and step in config.eval_steps and step < config.steps:
+                    loop = ckpt.LoopState(
+                        step, best_metric, best_step, best_state, tokens, train_time_s,
+                        eval_time_s, [asdict(p) for p in curve],
+                    )  # fmt: skip
+                    ckpt.save(checkpoint, key, loop, model, adapter, stepper)
             elif progress and step % 10 == 0:
                 progress(step=step, loss=loss_sum / max(loss_count, 1))
 
@@ -239,6 +282,7 @@ def train(
         adapter_details=adapter.details(model),
         stopped_early=stopped_early,
         splits=task.split_summary(),
+        resumed_from=resumed_from,
     )
     if score_test(result) if callable(score_test) else score_test:
         tick = time.perf_counter()
@@ -366,9 +410,7 @@ def evaluate(
     loss_sum = torch.zeros((), device=device)  # one host sync at the end, not one per batch
     with torch.inference_mode(), _autocast(device):
         for indices in eval_batches(split.lengths, config.eval_batch_size):
-            batch = _to_device(collate(split, indices, pad_id, pad_left), device)
-            labels = batch.pop("labels")
-            logits = model(**batch).logits
+            logits, labels = _logits(model, split, indices, pad_id, device, pad_left)
             predictions[indices] = logits.argmax(dim=-1).cpu()
             if with_loss:
                 loss_sum += torch.nn.functional.cross_entropy(
@@ -378,6 +420,71 @@ def evaluate(
     if not with_loss:
         return metric_value
     return metric_value, loss_sum.item() / max(len(split), 1)
+
+
+def evaluate_dev(
+    model: nn.Module,
+    split: TokenizedSplit,
+    metric: str,
+    config: TrainConfig,
+    step: int,
+    pad_id: int,
+    device: torch.device,
+    *,
+    pad_left: bool = False,
+) -> tuple[float, float, int | None]:
+    """The dev evaluation after ``step``: ``(metric, mean cross-entropy, examples scored)``, a
+    noise-sized subsample at a rung below the budget (``config.subsamples_at``), else all of
+    dev through ``evaluate`` (examples None)."""
+    if config.subsamples_at(step):
+        return evaluate_subsample(model, split, metric, config, pad_id, device, pad_left=pad_left)
+    metric_value, loss = evaluate(
+        model, split, metric, config, pad_id, device, pad_left=pad_left, with_loss=True
+    )
+    return metric_value, loss, None
+
+
+def evaluate_subsample(
+    model: nn.Module,
+    split: TokenizedSplit,
+    metric: str,
+    config: TrainConfig,
+    pad_id: int,
+    device: torch.device,
+    *,
+    pad_left: bool = False,
+) -> tuple[float, float, int | None]:
+    """``split`` scored in ``config.seed``'s fixed order, a chunk of ``eval_batch_size`` at a
+    time, until the mean cross-entropy is known well enough (``training/evaluation.py``):
+    ``(metric on the examples scored, their mean cross-entropy, how many or None for all)``.
+    One host sync per chunk: the stopping rule reads the losses."""
+    model.eval()
+    scored, predictions, tally = [], [], LossTally()
+    with torch.inference_mode(), _autocast(device):
+        for indices in rung_chunks(split.lengths, config.eval_batch_size, config.seed):
+            logits, labels = _logits(model, split, indices, pad_id, device, pad_left)
+            losses = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+            tally.add(losses.tolist())
+            scored += indices
+            predictions += logits.argmax(dim=-1).tolist()
+            if not needs_more_examples(tally):
+                break
+    metric_value = compute_metric(metric, [split.labels[i] for i in scored], predictions)
+    return metric_value, tally.mean, len(scored) if len(scored) < len(split) else None
+
+
+def _logits(
+    model: nn.Module,
+    split: TokenizedSplit,
+    indices: list[int],
+    pad_id: int,
+    device: torch.device,
+    pad_left: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits and labels of the examples ``indices``, padded as one batch."""
+    batch = _to_device(collate(split, indices, pad_id, pad_left), device)
+    labels = batch.pop("labels")
+    return model(**batch).logits, labels
 
 
 def export(

@@ -94,9 +94,10 @@ def run_trial(
     progress: Callable[..., None] | None = None,
     export_dir: Path | None = None,
     score_test: bool | Callable[[TrainResult], bool] = True,
+    checkpoint: Path | None = None,
 ) -> TrainResult:
     """Load (or reuse) the task and base model, train the adapter, return the measured result
-    (``score_test``: see :func:`~lorasearch.training.trainer.train`)."""
+    (``score_test``, ``checkpoint``: see :func:`~lorasearch.training.trainer.train`)."""
     task, loaded = load_inputs(trial.data, trial.model, trial.train.seed)
     tokenized = tokenize_task(task, loaded.tokenizer, trial.train.max_length)
     return train(
@@ -110,6 +111,7 @@ def run_trial(
         progress=progress,
         export_dir=export_dir,
         score_test=score_test,
+        checkpoint=checkpoint,
     )
 
 

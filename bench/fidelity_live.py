@@ -1,0 +1,133 @@
+"""The multi-fidelity search live on SST-2 + MiniLM (not replayed): where its wall time goes and
+how many configurations it starts per hour, against a search that trains every trial to R.
+
+Two studies in one process, same full budget R, same space (all eight variants), TPE seed 0,
+each recording to MLflow in a scratch folder as a user's search would:
+
+1. ``fidelity``: the default search (MO-ASHA rungs R/27, R/9, R/3, R; test scored only for the
+   front). Run first in the process, so it pays the loading of libraries, data and model (as a
+   fresh ``lorasearch search`` does) - the conservative order for its time share.
+2. ``full``: ``--no-fidelity`` (every trial to R), run second, so it finds everything loaded -
+   the conservative order for the ratio of configurations per hour.
+
+Printed: each study's wall time, the share of it spent in training steps (the trainer's
+measured step time, LoRA-drop's preliminary pass included), the share in evaluation, the rest
+(loading, model copies, injection, Optuna, MLflow), configurations started per hour, training
+steps per configuration; then the two headline numbers of issue 13: the fidelity search's share
+of wall time in training steps, and its configurations per hour over the full-budget search's.
+
+    python bench/fidelity_live.py [--steps 300] [--trials 27] [--full-trials 5]
+        [--eval-samples 872] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lorasearch._quiet import quiet_libraries
+from lorasearch.errors import run_script
+from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.records import trial_records
+from lorasearch.search.study import run_search
+from lorasearch.spaces import SearchSpace
+from lorasearch.tracking import make_tracking
+from lorasearch.training.tasks import data_root
+from lorasearch.training.trainer import TrainConfig
+from lorasearch.training.trial import DataConfig, ModelConfig
+
+
+def fixed(steps: int, eval_samples: int | None) -> Fixed:
+    data = DataConfig(
+        task="sst2", data=str(data_root() / "sst2"), train_samples=8000, eval_samples=eval_samples
+    )
+    return Fixed(data, ModelConfig(), TrainConfig(steps=steps))
+
+
+def study(folder: Path, name: str, trials: int, args, **config) -> dict:
+    """Run one study; its wall time split into training steps, evaluation and the rest."""
+    search = SearchConfig(
+        trials=trials,
+        space=SearchSpace.default(),
+        storage=f"sqlite:///{folder / 'bench.db'}",
+        study_name=name,
+        seed=0,
+        **config,
+    )
+    start = time.perf_counter()
+    tracker = make_tracking(f"sqlite:///{folder / 'mlflow.db'}")
+    result = run_search(fixed(args.steps, args.eval_samples), search, tracker=tracker)
+    wall = time.perf_counter() - start
+    records = trial_records(result)
+    training = sum((t.train_time_s or 0.0) + (t.prepare_time_s or 0.0) for t in records)
+    evaluation = sum(t.eval_time_s or 0.0 for t in records)
+    steps = sum(t.steps_used or 0 for t in records)
+    states: dict[str, int] = {}
+    for t in records:
+        states[t.state] = states.get(t.state, 0) + 1
+    report = {
+        "trials": len(records),
+        "states": states,
+        "wall_s": wall,
+        "train_s": training,
+        "eval_s": evaluation,
+        "train_share": training / wall,
+        "eval_share": evaluation / wall,
+        "rest_share": 1 - (training + evaluation) / wall,
+        "configs_per_hour": len(records) / wall * 3600,
+        "steps": steps,
+        "steps_per_config": steps / max(len(records), 1),
+        "test_scored": sum(t.test_metric is not None for t in records),
+    }
+    print(f"{name}: {len(records)} trials in {wall:.0f} s", file=sys.stderr, flush=True)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=TrainConfig().steps, help="full budget R")
+    parser.add_argument("--trials", type=int, default=27, help="trials of the fidelity search")
+    parser.add_argument("--full-trials", type=int, default=5, help="trials trained to R")
+    parser.add_argument("--eval-samples", type=int, help="dev examples [default: all 872]")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    quiet_libraries()
+    began = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        out = {
+            "steps": args.steps,
+            "date": began,
+            "fidelity": study(folder, "fidelity", args.trials, args),
+            "full": study(folder, "full", args.full_trials, args, fidelity=False, early_stop=False),
+        }
+    f, full = out["fidelity"], out["full"]
+    out["configs_per_hour_ratio"] = f["configs_per_hour"] / full["configs_per_hour"]
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(f"SST-2, MiniLM, all eight variants, R = {args.steps} steps, TPE seed 0, MLflow on\n")
+    print("| search | trials (states) | wall s | training steps | evaluation | rest | "
+          "configurations / hour | steps / configuration | test scored |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, r in (("multi-fidelity (default)", f), ("every trial to R", full)):
+        states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r["states"].items()))
+        print(
+            f"| {name} | {r['trials']} ({states}) | {r['wall_s']:.0f} | {r['train_share']:.1%} "
+            f"| {r['eval_share']:.1%} | {r['rest_share']:.1%} | {r['configs_per_hour']:.0f} | "
+            f"{r['steps_per_config']:.0f} | {r['test_scored']} |"
+        )
+    print(
+        f"\nmulti-fidelity search: {f['train_share']:.1%} of wall time in training steps; "
+        f"{out['configs_per_hour_ratio']:.2f}x the configurations per hour of a search that "
+        f"trains every trial to R"
+    )
+
+
+if __name__ == "__main__":
+    run_script(main)

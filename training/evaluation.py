@@ -1,0 +1,70 @@
+"""How much of dev a rung below the full budget scores: enough to rank trials, no more.
+
+A search compares trials at its rungs by the dev mean cross-entropy; most trials stop at the
+first rungs, where the full dev split can cost more than the training before it. So a rung
+below the budget scores dev in a fixed seeded order (the same examples for every trial of a
+seed, so trials compare on the same examples), a chunk at a time, and stops once the mean is
+known well enough: at least ``RUNG_MIN_EXAMPLES`` scored and its standard error at most
+``RUNG_SE_NATS``. The standard error is the sampling one, without the finite-population
+correction: conservative when the subsample nears the whole split. A near-chance model
+(typical at the first rung) gives nearly the same loss on every example and stops at the
+minimum; a model that has learned spreads its losses and scores more, up to all of dev.
+
+The numbers here are pure (no model): the trainer's ``evaluate_subsample`` runs the chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+# Below this many examples the spread itself is poorly estimated (and a 2-class metric on the
+# subsample is coarse); 256 is two chunks of the default eval batch size.
+RUNG_MIN_EXAMPLES = 256
+# In the pilot table (bench/tables/sst2_pilot.csv, 16 configurations) the spread (std) of dev
+# cross-entropy across configurations at the first three rungs (steps 5, 15, 45) was 0.09, 0.05
+# and 0.11 nats; a standard error of 0.01 is a fifth or less of that spread, so the ranking at a
+# rung barely moves.
+RUNG_SE_NATS = 0.01
+
+
+class LossTally:
+    """Running mean and variance of per-example losses (Welford's update, float64)."""
+
+    def __init__(self, losses: Iterable[float] = ()):
+        self.count, self.mean, self._squares = 0, 0.0, 0.0
+        self.add(losses)
+
+    def add(self, losses: Iterable[float]) -> None:
+        for loss in losses:
+            self.count += 1
+            delta = loss - self.mean
+            self.mean += delta / self.count
+            self._squares += delta * (loss - self.mean)
+
+    @property
+    def standard_error(self) -> float:
+        """The standard error of the mean (sample std / sqrt(count)); infinite below two."""
+        if self.count < 2:
+            return math.inf
+        return math.sqrt(max(self._squares, 0.0) / (self.count - 1) / self.count)
+
+
+def needs_more_examples(tally: LossTally) -> bool:
+    """Whether a rung's subsample scores another chunk: fewer than ``RUNG_MIN_EXAMPLES`` so far,
+    or the mean's standard error above ``RUNG_SE_NATS``."""
+    return tally.count < RUNG_MIN_EXAMPLES or tally.standard_error > RUNG_SE_NATS
+
+
+def rung_chunks(lengths: list[int], chunk_size: int, seed: int) -> list[list[int]]:
+    """All indices in a seeded random order, cut into chunks of ``chunk_size``; each chunk is
+    sorted by length (less padding; the order inside a chunk changes no score). Its own
+    generator: the global RNG that training draws dropout from is left alone."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    return [
+        sorted(order[start : start + chunk_size], key=lambda i: lengths[i])
+        for start in range(0, len(order), chunk_size)
+    ]
