@@ -77,7 +77,8 @@ def test_rungs_are_evaluated_and_the_unpromotable_stop_there(searched):
         assert "Pareto layer" in trial.reason
         assert sorted(trial.rungs) == list(RUNGS[: trial.rung])  # its point at each rung
     for trial in trials:
-        assert set(RUNGS[: trial.rung]) <= set(trial.curve)  # each rung reached was evaluated
+        # each rung reached was evaluated, and nothing else (no --eval-every: only the rungs)
+        assert sorted(trial.curve) == list(RUNGS[: trial.rung])
         assert trial.curve.keys() == trial.dev_loss_curve.keys()
         assert all(params == trial.planned_params for _, params in trial.rungs.values())
         # the signal recorded at a rung is the negated dev cross-entropy there (the default)
@@ -110,6 +111,16 @@ def test_test_is_scored_exactly_for_the_front(searched):
     for trial in by_number.values():  # a stopped trial never paid for the test split
         if trial.state == "PRUNED":
             assert trial.test_metric is None
+
+
+def test_an_eval_every_adds_its_evaluations_to_the_rungs(toy_data, tiny_bert, tmp_path):
+    fixed = _fixed(toy_data, tiny_bert)
+    fixed.train.eval_every = 6
+    study = _search(fixed, tmp_path, 2, enqueue=[{"lora.rank": 2, "lora.lr": 5e-3}] * 2)
+    for trial in trial_records(study):
+        reached = RUNGS[trial.rung - 1]
+        expected = {*RUNGS[: trial.rung], *range(6, reached + 1, 6)}
+        assert sorted(trial.curve) == sorted(expected)
 
 
 def test_no_fidelity_trains_every_trial_to_the_full_budget(toy_data, tiny_bert, tmp_path):
