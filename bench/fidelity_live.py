@@ -4,7 +4,7 @@ how many configurations it starts per hour, against a search that trains every t
 Two studies in one process, same full budget R, same space (all eight variants), TPE seed 0,
 each recording to MLflow in a scratch folder as a user's search would:
 
-1. ``fidelity``: the default search (MO-ASHA rungs R/27, R/9, R/3, R; test scored only for the
+1. ``fidelity``: the default search (MO-ASHA rungs from ``--min-steps``; test scored only for the
    front). Run first in the process, so it pays the loading of libraries, data and model (as a
    fresh ``lorasearch search`` does) - the conservative order for its time share.
 2. ``full``: ``--no-fidelity`` (every trial to R), run second, so it finds everything loaded -
@@ -17,7 +17,7 @@ steps per configuration; then the two headline numbers of issue 13: the fidelity
 of wall time in training steps, and its configurations per hour over the full-budget search's.
 
     python bench/fidelity_live.py [--steps 300] [--trials 27] [--full-trials 5]
-        [--eval-samples 872] [--json]
+        [--eval-samples N] [--min-steps S] [--json]
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=TrainConfig().steps, help="full budget R")
     parser.add_argument("--trials", type=int, default=27, help="trials of the fidelity search")
     parser.add_argument("--full-trials", type=int, default=5, help="trials trained to R")
-    parser.add_argument("--eval-samples", type=int, help="dev examples [default: all 872]")
+    parser.add_argument("--eval-samples", type=int, help="dev examples [default: all, 6,735]")
+    parser.add_argument("--min-steps", type=int, help="lowest rung [default: the search's]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     quiet_libraries()
@@ -103,7 +104,7 @@ def main() -> None:
         out = {
             "steps": args.steps,
             "date": began,
-            "fidelity": study(folder, "fidelity", args.trials, args),
+            "fidelity": study(folder, "fidelity", args.trials, args, min_steps=args.min_steps),
             "full": study(folder, "full", args.full_trials, args, fidelity=False, early_stop=False),
         }
     f, full = out["fidelity"], out["full"]
@@ -111,7 +112,11 @@ def main() -> None:
     if args.json:
         print(json.dumps(out))
         return
-    print(f"SST-2, MiniLM, all eight variants, R = {args.steps} steps, TPE seed 0, MLflow on\n")
+    rungs = SearchConfig(1, SearchSpace.default(), min_steps=args.min_steps).rungs(args.steps)
+    print(
+        f"SST-2, MiniLM, all eight variants, R = {args.steps} steps (rungs {list(rungs)}), "
+        f"dev {args.eval_samples or 'all'}, TPE seed 0, MLflow on\n"
+    )
     print("| search | trials (states) | wall s | training steps | evaluation | rest | "
           "configurations / hour | steps / configuration | test scored |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")

@@ -297,7 +297,9 @@ def main() -> None:
         help="full-budget trials [default: table / 4, so a multi-fidelity strategy has configurations left to start]",
     )
     parser.add_argument("--eta", type=int, default=3)
-    parser.add_argument("--min-steps", type=int, help="lowest rung [default: R // eta^3]")
+    parser.add_argument(
+        "--min-steps", type=int, help="lowest rung [default: the search's, R // eta]"
+    )
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--default", default=DEFAULT, help="the strategy the ratios are for")
     parser.add_argument("--png", type=Path, help="[default: next to the table, _replay.png]")

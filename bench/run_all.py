@@ -32,7 +32,13 @@ FULL = {
     "Search strategies replayed on the table: hypervolume vs training steps": [
         "replay.py", "bench/tables/sst2.csv", "--seeds", "20", "--png", "bench/tables/sst2_replay.png",
     ],
-    "Multi-fidelity search live vs every trial to R": ["fidelity_live.py", "--eval-samples", "1000"],
+    "The same with rungs from R/27": [
+        "replay.py", "bench/tables/sst2.csv", "--seeds", "20", "--min-steps", "9",
+        "--strategies", "random,tpe,asha_loss,asha_metric", "--png", "bench/tables/sst2_replay_r27.png",
+    ],
+    "Multi-fidelity search live vs every trial to R": [
+        "fidelity_live.py", "--eval-samples", "1000", "--min-steps", "11",
+    ],
     "Variants at their defaults, and full fine-tuning": [
         "variants.py", "--steps", "80", "--seeds", "0,1,2", "--eval-samples", "500",
     ],
