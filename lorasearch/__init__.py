@@ -9,14 +9,14 @@ are the command's ``--json`` keys::
     lorasearch.optimize(data="data/sst2", task="sst2", trials=24, steps=60, study_name="sst2")
     front = lorasearch.report("sst2").front
     chosen = lorasearch.pick("sst2", max_params=200_000, export_dir="my-adapter")
-    labels = lorasearch.load("my-adapter").predict(["a lovely film"])
+    labels = lorasearch.predict("my-adapter", ["a lovely film"])
 
 Data flows task -> model + adapter -> trainer -> result -> study -> tracking; each step lives in
 its own subpackage (``training``, ``adapters``, ``search``, ``tracking``, ``spaces``). Importing
 ``lorasearch`` is cheap: torch, transformers and optuna load on the first call.
 """
 
-from lorasearch._api import LoadedAdapter, load, optimize, pick, refit, report, train
+from lorasearch._api import LoadedAdapter, load, optimize, pick, predict, refit, report, train
 from lorasearch._results import Pick, RefitReport, RefitRow, SearchReport, TrialRow
 from lorasearch.errors import LorasearchError
 
@@ -34,6 +34,7 @@ __all__ = [
     "load",
     "optimize",
     "pick",
+    "predict",
     "refit",
     "report",
     "train",

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, Unpack
 from lorasearch import _options as opts
 from lorasearch._export import chosen, export, say_on_stderr
 from lorasearch._load import LoadedAdapter, load
+from lorasearch._predict import predict
 from lorasearch._results import Pick, RefitReport, RefitRow, SearchReport
 from lorasearch.errors import LorasearchError
 
 if TYPE_CHECKING:
     from lorasearch.training.trainer import TrainResult
 
-__all__ = ["LoadedAdapter", "load", "optimize", "pick", "refit", "report", "train"]
+__all__ = ["LoadedAdapter", "load", "optimize", "pick", "predict", "refit", "report", "train"]
 
 
 def _quiet() -> None:

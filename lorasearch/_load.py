@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lorasearch.errors import LorasearchError, first_line
+
+EVAL_BATCH_SIZE = 128  # what training scores dev and test with (TrainConfig.eval_batch_size)
 
 
 @dataclass
@@ -20,30 +24,116 @@ class LoadedAdapter:
     max_length: int
     metadata: dict[str, Any] = field(repr=False)  # the export's lorasearch.json
 
+    @property
+    def pair_task(self) -> bool:
+        """Whether the adapter was trained on sentence pairs (it then needs ``pairs``)."""
+        return bool(self.metadata.get("text_pair_column"))
+
     def predict(
-        self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        batch_size: int = EVAL_BATCH_SIZE,
     ) -> list[str]:
         """The predicted label name of each text (of each ``(text, pair)`` for pair tasks)."""
+        predicted, _ = self.scores(texts, pairs, batch_size)
+        return [self.label_names[i] for i in predicted]
+
+    def predict_proba(
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        batch_size: int = EVAL_BATCH_SIZE,
+    ) -> list[list[float]]:
+        """Each text's class probabilities (softmax), in the order of ``label_names``."""
+        return self.scores(texts, pairs, batch_size)[1]
+
+    def scores(
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        batch_size: int = EVAL_BATCH_SIZE,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[list[int], list[list[float]]]:
+        """``(label ids, probabilities)`` of each text, scored as training scores test: tokenized
+        unpadded, batched by token length (padded on the tokenizer's side, bf16 autocast on
+        CUDA), returned in the input's order; ``progress(done)`` is called after each batch."""
         import torch
 
-        if isinstance(texts, str):
-            raise TypeError("predict takes a list of texts")
-        if pairs is not None and len(pairs) != len(texts):
-            raise LorasearchError(f"{len(texts)} texts but {len(pairs)} pairs")
+        from lorasearch.training.data import TokenizedSplit, collate, eval_batches
+
+        texts, pairs = self._checked(texts, pairs, batch_size)
+        if not texts:
+            return [], []
+        encoded = self.tokenizer(
+            texts, pairs, truncation=True, max_length=self.max_length, padding=False,
+            return_attention_mask=False,
+        )  # fmt: skip
+        split = TokenizedSplit(
+            encoded["input_ids"], encoded.get("token_type_ids"), [0] * len(texts)
+        )
+        pad_id = self.tokenizer.pad_token_id
+        pad_left = getattr(self.tokenizer, "padding_side", "right") == "left"
         device = next(self.model.parameters()).device
-        predicted: list[int] = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                chunk = [list(texts[start : start + batch_size])]
-                if pairs is not None:
-                    chunk.append(list(pairs[start : start + batch_size]))
-                batch = self.tokenizer(
-                    *chunk, truncation=True, max_length=self.max_length, padding=True,
-                    return_tensors="pt",
-                )  # fmt: skip
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if device.type == "cuda"
+            else contextlib.nullcontext()
+        )  # as training evaluates (trainer._autocast)
+        predicted = torch.empty(len(texts), dtype=torch.long)
+        probabilities = torch.empty((len(texts), len(self.label_names)), dtype=torch.float32)
+        done = 0
+        with torch.inference_mode(), autocast:
+            for indices in eval_batches(split.lengths, batch_size):
+                batch = collate(split, indices, pad_id, pad_left)
+                del batch["labels"]
                 logits = self.model(**{k: v.to(device) for k, v in batch.items()}).logits
-                predicted += logits.argmax(-1).tolist()
-        return [self.label_names[i] for i in predicted]
+                predicted[indices] = logits.argmax(dim=-1).cpu()
+                probabilities[indices] = torch.softmax(logits.float(), dim=-1).cpu()
+                done += len(indices)
+                if progress is not None:
+                    progress(done)
+        return predicted.tolist(), probabilities.tolist()
+
+    def _checked(self, texts, pairs, batch_size: int) -> tuple[list[str], list[str] | None]:
+        if isinstance(texts, str) or isinstance(pairs, str):
+            raise TypeError("predict takes a list of texts (and a list of pairs)")
+        if batch_size < 1:
+            raise LorasearchError(f"batch size must be at least 1, got {batch_size}")
+        if pairs is None and self.pair_task:
+            raise LorasearchError(
+                "this adapter was trained on sentence pairs "
+                f"('{self.metadata['text_column']}', '{self.metadata['text_pair_column']}'): "
+                "give the second text of each pair too"
+            )
+        if pairs is not None and not self.pair_task:
+            raise LorasearchError("this adapter was trained on single texts, not sentence pairs")
+        texts = [str(t) for t in texts]
+        if pairs is not None:
+            pairs = [str(p) for p in pairs]
+            if len(pairs) != len(texts):
+                raise LorasearchError(f"{len(texts)} texts but {len(pairs)} pairs")
+        return texts, pairs
+
+
+def read_metadata(directory: str | Path) -> dict[str, Any]:
+    """The export's ``lorasearch.json``, checked to be one (a user error otherwise)."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise LorasearchError(f"adapter folder {directory} not found")
+    meta_file = directory / "lorasearch.json"
+    if not meta_file.is_file():
+        raise LorasearchError(f"{directory} is not a lorasearch export (no lorasearch.json)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise LorasearchError(f"cannot read {meta_file}: {first_line(exc)}") from None
+    if not isinstance(meta, dict):
+        meta = {}
+    missing = [key for key in ("variant", "label_names") if key not in meta]
+    if missing:
+        raise LorasearchError(f"{meta_file} has no '{missing[0]}': not a lorasearch export's")
+    return meta
 
 
 def load(directory: str | Path, device: str = "auto", trust_remote_code: bool = False):
@@ -54,21 +144,19 @@ def load(directory: str | Path, device: str = "auto", trust_remote_code: bool = 
     from lorasearch.training.trainer import resolve_device
 
     directory = Path(directory)
-    meta_file = directory / "lorasearch.json"
-    if not meta_file.is_file():
-        raise LorasearchError(f"{directory} is not a lorasearch export (no lorasearch.json)")
-    meta = json.loads(meta_file.read_text())
+    meta = read_metadata(directory)
+    target = resolve_device(device)
     loaded = load_model(
-        meta["base_model"], meta["label_names"], targets=meta.get("target_modules"),
+        meta.get("base_model"), meta["label_names"], targets=meta.get("target_modules"),
         trust_remote_code=trust_remote_code,
     )  # fmt: skip
     try:
         model = get_variant(meta["variant"]).load_export(loaded.model, directory)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise LorasearchError(
             f"cannot load the adapter in {directory}: {first_line(exc)}"
         ) from None
-    model.to(resolve_device(device)).eval()
+    model.to(target).eval()
     return LoadedAdapter(
         model=model,
         tokenizer=loaded.tokenizer,

@@ -1,4 +1,5 @@
-"""Progress on stderr: one bar for a training run, two for a search (the study and its trial).
+"""Progress on stderr: one bar for a training run, two for a search (the study and its trial),
+one for a prediction.
 
 Off a terminal (a pipe, a log file) or with ``LORASEARCH_QUIET=1`` the bars stay hidden and a
 line is printed per dev evaluation (training) or per ended trial (search) instead.
@@ -118,3 +119,18 @@ class SearchBar:
                 f"trial {record.number} {record.state} {record.variant or ''} {values} "
                 f"{record.cause or ''}  |  {best_text}  HV {hypervolume:.4f}"
             )
+
+
+@contextlib.contextmanager
+def predict_bar(total: int) -> Iterator:
+    """A bar over the examples predicted, on a terminal only (prediction prints no log lines);
+    yields its ``update(done)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console, quiet = _console_and_quiet()
+    with Progress(
+        TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=quiet, transient=True,
+    ) as progress:  # fmt: skip
+        bar = progress.add_task("predict", total=total)
+        yield lambda done: progress.update(bar, completed=done)

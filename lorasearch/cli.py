@@ -205,7 +205,7 @@ def variants(as_json):
               help="Multi-fidelity: stop at a rung the trials not promotable by Pareto layer; "
               "--no-fidelity trains every trial to R.")  # fmt: skip
 @click.option("--max-steps", type=int, help="The full budget R [default: --steps, 300].")
-@click.option("--min-steps", type=int, help="The lowest rung [default: R // eta^3, at least 5].")
+@click.option("--min-steps", type=int, help="The lowest rung [default: R // eta, at least 5].")
 @click.option("--eta", type=int, default=3, show_default=True,
               help="Rungs at R/eta^k; the top ~1/eta at a rung go on.")  # fmt: skip
 @click.option("--fidelity-signal", type=click.Choice(["dev_loss", "dev_metric"]),
@@ -279,6 +279,75 @@ def refit(study_name, storage, seeds, steps, as_json):
 def best(as_json, **options):
     """Pick the front's adapter for a parameter budget, say why, export and register it."""
     show(api.pick(progress=not as_json, **options), as_json)
+
+
+@cli.command()
+@click.option(
+    "--adapter",
+    "adapter_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="An export folder (train --export, best --export).",
+)
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(path_type=Path),
+    help="A .csv, .tsv, .json or .jsonl file; its rows come back with the prediction.",
+)
+@click.option(
+    "--text", "texts", multiple=True, help="A text to classify, instead of --input (repeatable)."
+)
+@click.option(
+    "--text-pair",
+    "text_pairs",
+    multiple=True,
+    help="The second text of each --text, for a sentence-pair adapter.",
+)
+@click.option("--text-column", help="Column with the text [default: the adapter's].")
+@click.option("--text-pair-column", help="Second text column [default: the adapter's].")
+@click.option(
+    "--output",
+    "output_file",
+    type=click.Path(path_type=Path),
+    help="Write here, in its extension's format [default: stdout, the input's format].",
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=128,
+    show_default=True,
+    help="Examples per forward pass (batched by token length).",
+)
+@click.option("--probabilities", is_flag=True, help="Add a probability_<label> column per label.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="JSON Lines on stdout: one object per text or row."
+)
+@device_option
+def predict(adapter_dir, input_file, texts, text_pairs, output_file, as_json, **options):
+    """Classify texts with an exported adapter: label names (and probabilities) per text/row."""
+    from lorasearch import _predict
+    from lorasearch._progress import predict_bar
+
+    if (input_file is None) == (not texts):
+        raise LorasearchError("give --input FILE or --text TEXT (one of them)")
+    if input_file is None:
+        given = {"--text-column": options.pop("text_column"), "--output": output_file,
+                 "--text-pair-column": options.pop("text_pair_column")}  # fmt: skip
+        for flag, value in given.items():
+            if value is not None:
+                raise LorasearchError(f"{flag} goes with --input")
+        click.echo(
+            _predict.predict_texts(adapter_dir, texts, text_pairs, as_json=as_json, **options),
+            nl=False,
+        )
+        return
+    if text_pairs:
+        raise LorasearchError("--text-pair goes with --text")
+    text = _predict.predict_file(adapter_dir, input_file, output_file, as_json=as_json,
+                                 progress=predict_bar, **options)  # fmt: skip
+    if text is not None:
+        click.echo(text, nl=False)
 
 
 @cli.command()
