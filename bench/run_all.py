@@ -37,7 +37,9 @@ FULL = {
         "--strategies", "random,tpe,asha_loss,asha_metric", "--png", "bench/tables/sst2_replay_r27.png",
     ],
     "Multi-fidelity search live vs every trial to R": [
-        "fidelity_live.py", "--eval-samples", "1000", "--min-steps", "11",
+        # 27 + 5 trials took 30 min on 2 shared cores: 18 + 3 keep `make bench` under 45
+        "fidelity_live.py", "--eval-samples", "1000", "--min-steps", "11", "--trials", "18",
+        "--full-trials", "3",
     ],
     "Variants at their defaults, and full fine-tuning": [
         "variants.py", "--steps", "80", "--seeds", "0,1,2", "--eval-samples", "500",
