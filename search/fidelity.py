@@ -43,15 +43,16 @@ if TYPE_CHECKING:
 
 DEFAULT_ETA = 3
 # Without --min-steps: R/eta and R. Measured by replaying strategies on the learning-curve
-# table (bench/replay.py bench/tables/sst2.csv: 34 configurations, R = 243, budget 8 x R, 20
-# seeds): with rungs R/27, R/9, R/3 the final hypervolume was 0.777 +- 0.160 against random
-# search's 0.880 +- 0.057 at full budget (a third of each rung goes on, so few trials reach R and
-# the front starves; at R/27 the -dev cross-entropy's rank correlation with the final metric was
-# only 0.57); with R/3 alone, 0.886 +- 0.052. More rungs stay one option away (--min-steps).
+# table (bench/replay.py bench/tables/sst2.csv, R = 243, 20 seeds, budget a quarter of the
+# table x R), final hypervolume: at 34 configurations, rungs from R/27 0.777 +- 0.160, R/3 alone
+# 0.886 +- 0.052, random search at full budget 0.880 +- 0.057 (with deep rungs few trials reach
+# R and the front starves); at 47, 0.907 +- 0.048, 0.914 +- 0.046 and 0.892 +- 0.052. R/3 was
+# never worse, and at R/27 the -dev cross-entropy ranks configurations poorly (Spearman 0.35 with
+# the final metric at 47 configurations). Deeper rungs stay one option away (--min-steps).
 DEFAULT_RUNGS = 2
 # ... but no default rung below this step. Measured on the learning-curve tables (batch 32,
 # SST-2, MiniLM): the Spearman correlation of -dev cross-entropy with the full-budget dev
-# metric was 0.82 at step 5 (sst2_pilot, R = 135) and 0.57 at step 9 (sst2, R = 243), nothing
+# metric was 0.82 at step 5 (sst2_pilot, R = 135) and 0.35 at step 9 (sst2, R = 243), nothing
 # was measured below 5, and a rung at step 1 (R = 27) pruned trials after a single step.
 MIN_RUNG_STEPS = 5
 SIGNALS = ("dev_loss", "dev_metric")
