@@ -104,13 +104,9 @@ class Table:
 
 def hypervolume(points: list[tuple[float, int]], chance: float, full_params: int) -> float:
     """``search/pareto.hypervolume`` on (metric, params) pairs."""
-    from optuna._hypervolume import compute_hypervolume
+    from lorasearch.search.pareto import points_hypervolume
 
-    kept = [(-m, math.log10(max(n, 1))) for m, n in points if m > chance and n < full_params]
-    if not kept:
-        return 0.0
-    reference = np.array([-chance, math.log10(full_params)])
-    return float(compute_hypervolume(np.array(kept), reference))
+    return points_hypervolume(points, chance, full_params)
 
 
 def _scaled(value, dist) -> float:

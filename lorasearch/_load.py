@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ class LoadedAdapter:
         import torch
 
         from lorasearch.training.data import TokenizedSplit, collate, eval_batches
+        from lorasearch.training.trainer import _autocast
 
         texts, pairs = self._checked(texts, pairs, batch_size)
         if not texts:
@@ -75,11 +75,7 @@ class LoadedAdapter:
         pad_id = self.tokenizer.pad_token_id
         pad_left = getattr(self.tokenizer, "padding_side", "right") == "left"
         device = next(self.model.parameters()).device
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if device.type == "cuda"
-            else contextlib.nullcontext()
-        )  # as training evaluates (trainer._autocast)
+        autocast = _autocast(device)  # as training evaluates
         predicted = torch.empty(len(texts), dtype=torch.long)
         probabilities = torch.empty((len(texts), len(self.label_names)), dtype=torch.float32)
         done = 0

@@ -19,15 +19,17 @@ from lorasearch.search.records import TrialRecord
 
 def hypervolume(trials: list[TrialRecord], chance: float, full_params: int) -> float:
     """Area the finished trials dominate, from the reference (chance, log10 full_params)."""
-    points = [
-        (-t.values[0], math.log10(max(t.values[1], 1)))
-        for t in trials
-        if t.state == "COMPLETE" and t.values[0] > chance and t.values[1] < full_params
-    ]
-    if not points:
+    points = [(t.values[0], t.values[1]) for t in trials if t.state == "COMPLETE"]
+    return points_hypervolume(points, chance, full_params)
+
+
+def points_hypervolume(points: list[tuple[float, float]], chance: float, full_params: int) -> float:
+    """The same for (metric, params) pairs (bench/replay.py's table configurations)."""
+    kept = [(-m, math.log10(max(n, 1))) for m, n in points if m > chance and n < full_params]
+    if not kept:
         return 0.0
     reference = np.array([-chance, math.log10(full_params)])
-    return float(compute_hypervolume(np.array(points), reference))
+    return float(compute_hypervolume(np.array(kept), reference))
 
 
 def hypervolume_history(trials: list[TrialRecord], chance: float, full_params: int) -> list[float]:
