@@ -1,4 +1,4 @@
-"""A searchable knob: an int or float range (optionally log-scaled), or a fixed value.
+"""A searchable knob: an int or float range (optionally log-scaled), a choice, or a fixed value.
 
 Each variant declares its own knobs with these (``Adapter.search_knobs``); ``spaces`` draws them
 and narrows or fixes them from a space file.
@@ -15,17 +15,26 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Knob:
-    """One searchable knob: an int or float range (optionally log-scaled), or a fixed value."""
+    """One searchable knob: an int or float range (optionally log-scaled), a choice among
+    ``choices`` (Optuna's categorical; ordered from most to fewest parameters where that order
+    exists), or a fixed value."""
 
     low: float | None = None
     high: float | None = None
     log: bool = False
     integer: bool = False
     fixed: Any = None
+    choices: tuple | None = None
+
+    def __post_init__(self) -> None:
+        if self.choices is not None:  # JSON round trips give lists; Optuna wants a sequence
+            object.__setattr__(self, "choices", tuple(self.choices))
 
     def suggest(self, trial: optuna.Trial, name: str) -> Any:
         if self.fixed is not None:
             return self.fixed
+        if self.choices is not None:
+            return trial.suggest_categorical(name, self.choices)
         if self.integer:
             return trial.suggest_int(name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(name, self.low, self.high, log=self.log)
@@ -33,12 +42,18 @@ class Knob:
     def describe(self) -> str:
         if self.fixed is not None:
             return f"= {self.fixed}"
+        if self.choices is not None:
+            return f"one of {', '.join(map(str, self.choices))}"
         kind = "int" if self.integer else "float"
         return f"{kind} [{self.low:g}, {self.high:g}]{' log' if self.log else ''}"
 
 
 def int_range(low: int, high: int, log: bool = True) -> Knob:
     return Knob(low, high, log=log, integer=True)
+
+
+def choice(*values: Any) -> Knob:
+    return Knob(choices=tuple(values))
 
 
 def float_range(low: float, high: float, log: bool = True) -> Knob:

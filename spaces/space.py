@@ -54,12 +54,7 @@ class SearchSpace:
 
     def smallest(self, variant: str, total_steps: int) -> dict[str, Any]:
         """The variant's knobs at the low end of every range: its fewest parameters."""
-        drawn = {
-            name: knob.fixed
-            if knob.fixed is not None
-            else (int(knob.low) if knob.integer else knob.low)
-            for name, knob in self.knobs[variant].items()
-        }
+        drawn = {name: _end(knob, "low") for name, knob in self.knobs[variant].items()}
         return get_variant(variant).from_search(drawn, total_steps)
 
     def describe(self) -> dict[str, dict[str, str]]:
@@ -76,7 +71,7 @@ class SearchSpace:
         return cls({v: {k: Knob(**spec) for k, spec in ks.items()} for v, ks in raw.items()})
 
     def override(self, overrides: dict[str, Any]) -> SearchSpace:
-        """Apply a space file: ``{variant or "all": {knob: value | {low, high, log}}}``."""
+        """Apply a space file: ``{variant or "all": {knob: value | [choices] | {low, high, log}}}``."""
         knobs = {v: dict(ks) for v, ks in self.knobs.items()}
         for section, entries in overrides.items():
             if section == "variants":
@@ -104,11 +99,7 @@ class SearchSpace:
         """Build every variant at both ends of its ranges: bad ranges or values fail now."""
         for variant, knobs in self.knobs.items():
             for end in ("low", "high"):
-                drawn = {
-                    name: knob.fixed if knob.fixed is not None else getattr(knob, end)
-                    for name, knob in knobs.items()
-                }
-                drawn = {k: int(v) if knobs[k].integer else v for k, v in drawn.items()}
+                drawn = {name: _end(knob, end) for name, knob in knobs.items()}
                 adapter_class = get_variant(variant)
                 try:
                     adapter_class.from_knobs(**adapter_class.from_search(drawn, total_steps))
@@ -144,7 +135,22 @@ def _is_int_knob(variant: str, knob: str) -> bool:
     return fields.get(knob, "").startswith("int")
 
 
+def _end(knob: Knob, end: str) -> Any:
+    """The knob's value at the ``"low"`` (fewest parameters) or ``"high"`` end of its range; a
+    choice's ends are its last and first choices (``Knob.choices`` runs from most to fewest)."""
+    if knob.fixed is not None:
+        return knob.fixed
+    if knob.choices is not None:
+        return knob.choices[-1 if end == "low" else 0]
+    value = getattr(knob, end)
+    return int(value) if knob.integer else value
+
+
 def _knob_from(value: Any, current: Knob | None, variant: str, knob: str) -> Knob:
+    if isinstance(value, list):
+        if not value or len(set(map(repr, value))) != len(value):
+            raise LorasearchError(f"space file: {variant}.{knob} needs distinct choices")
+        return Knob(choices=tuple(value))
     if not isinstance(value, dict):
         return Knob(fixed=value)
     unknown = set(value) - {"low", "high", "log"}
