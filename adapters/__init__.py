@@ -20,6 +20,7 @@ from lorasearch.adapters.lora_drop import LoraDropAdapter
 from lorasearch.adapters.lora_fa import LoraFaAdapter
 from lorasearch.adapters.lora_plus import LoraPlusAdapter
 from lorasearch.adapters.peft_base import PeftAdapter
+from lorasearch.adapters.placement import LAYER_CHOICES, TARGET_GROUPS, place
 from lorasearch.adapters.vera import VeraAdapter
 from lorasearch.errors import LorasearchError
 
@@ -63,11 +64,15 @@ def build_adapter(name: str, **knobs) -> Adapter:
 
 
 def describe_variants() -> dict[str, dict[str, Any]]:
-    """Each registered variant's one-line description and its knobs with their defaults."""
+    """Each registered variant's one-line description, its knobs with their defaults, and where
+    it may adapt: the ``targets`` groups and the searched ``layers`` specs (empty lists for a
+    variant that is not placeable)."""
     return {
         name: {
             "description": cls.description,
             "knobs": {f.name: _default(f) for f in dataclasses.fields(cls.config_class)},
+            "targets": list(TARGET_GROUPS) if cls.placeable else [],
+            "layers": list(LAYER_CHOICES) if cls.placeable else [],
         }
         for name, cls in VARIANTS.items()
     }
@@ -91,5 +96,6 @@ __all__ = [
     "describe_variants",
     "get_variant",
     "load_delta_lora",
+    "place",
     "register",
 ]

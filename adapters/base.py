@@ -32,7 +32,15 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
-from lorasearch.adapters.knobs import LR, Knob
+from lorasearch.adapters.knobs import LR, Knob, choice
+from lorasearch.adapters.placement import (
+    LAYER_CHOICES,
+    TARGET_GROUPS,
+    check_layers,
+    check_targets,
+    normalize_layers,
+)
+from lorasearch.adapters.placement import place as place_modules
 from lorasearch.errors import LorasearchError
 
 PEFT_LOAD_CODE = "from peft import PeftModel\nmodel = PeftModel.from_pretrained(base, ADAPTER_DIR)"
@@ -47,9 +55,16 @@ class AdapterConfig:
     """
 
     lr: float = 1e-3
+    # Where to adapt (adapters/placement.py): a target group and a layer spec; "all" and "all"
+    # adapt every projection the model loader found.
+    targets: str = "all"
+    layers: str = "all"
 
     def __post_init__(self) -> None:
         check(0.0 < self.lr < 1.0, f"lr must be in (0, 1), got {self.lr}")
+        check_targets(self.targets)
+        self.layers = normalize_layers(self.layers)
+        check_layers(self.layers)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -57,6 +72,14 @@ class AdapterConfig:
     @classmethod
     def knob_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
+
+
+# The placement knobs every placeable variant's search draws after its own (most to fewest
+# parameters, as Knob.choices wants).
+PLACEMENT_KNOBS: dict[str, Knob] = {
+    "targets": choice(*TARGET_GROUPS),
+    "layers": choice(*LAYER_CHOICES),
+}
 
 
 def check(condition: bool, message: str) -> None:
@@ -111,6 +134,9 @@ class Adapter(ABC):
     # What the search draws, in this order (the order is part of a seeded study's draws).
     search_knobs: ClassVar[dict[str, Knob]] = {"lr": LR}
     load_code: ClassVar[str] = PEFT_LOAD_CODE  # the model card's lines loading an export
+    # Whether the variant adapts the projections it is given, so ``targets`` and ``layers`` (the
+    # placement knobs) may choose them; the search then draws both after ``search_knobs``.
+    placeable: ClassVar[bool] = True
 
     @classmethod
     def from_search(cls, drawn: dict[str, Any], total_steps: int) -> dict[str, Any]:
@@ -120,7 +146,13 @@ class Adapter(ABC):
     @classmethod
     def space_knobs(cls) -> set[str]:
         """The knobs a space file may set: the config's, plus search-only ones."""
-        return set(cls.config_class.knob_names()) | set(cls.search_knobs)
+        names = set(cls.config_class.knob_names()) | set(cls.search_knobs)
+        return names if cls.placeable else names - set(PLACEMENT_KNOBS)
+
+    @classmethod
+    def all_search_knobs(cls) -> dict[str, Knob]:
+        """What the search draws, in order: ``search_knobs``, then (placeable) the placement."""
+        return dict(cls.search_knobs) | (dict(PLACEMENT_KNOBS) if cls.placeable else {})
 
     @classmethod
     def load_export(cls, base_model: nn.Module, directory: str | Path) -> nn.Module:
@@ -143,6 +175,18 @@ class Adapter(ABC):
                 f"its knobs: {', '.join(cls.config_class.knob_names())}"
             )
         return cls(cls.config_class(**knobs))
+
+    def placed_targets(self, target_modules: list[str]) -> list[str]:
+        """The projections this configuration adapts among the model's ``target_modules``: the
+        one place placement is applied (trainer, planned counts and benchmarks build their
+        ``InjectContext`` from it)."""
+        if not self.placeable:
+            check(
+                (self.config.targets, self.config.layers) == ("all", "all"),
+                f"variant '{self.name}' does not take targets/layers",
+            )
+            return list(target_modules)
+        return place_modules(list(target_modules), self.config.targets, self.config.layers)
 
     # --- lifecycle ------------------------------------------------------------------------------
 

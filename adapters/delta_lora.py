@@ -4,6 +4,11 @@ After each optimizer step t ≥ ``delta_start``: W ← W + λ·(s·B₍ₜ₊₁
 dropout on the LoRA branch (the update assumes the branch computes exactly s·B·A·x), and only A
 and B have optimizer state. Because W changes, the export carries the changed weights; load it
 with :func:`load_delta_lora`.
+
+PiSSA and OLoRA need no conversion here: the export stores every adapted W as trained (W_res
+plus λ times the moves) and :func:`load_delta_lora` writes it over the original base before the
+adapter loads; the saved config says ``init_lora_weights=True`` so that loading does not split
+the base again.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lorasearch.adapters.base import InjectContext, ParamCounts, check, unwrapped_name
-from lorasearch.adapters.knobs import LR, RANK, float_range
-from lorasearch.adapters.lora import LoraAdapter, RankConfig, lora_layers
+from lorasearch.adapters.knobs import ALPHA_RATIO, LR, RANK, RSLORA, float_range
+from lorasearch.adapters.lora import INIT, LoraAdapter, RankConfig, lora_layers
 
 WEIGHTS_FILE = "delta_weights.safetensors"
 
@@ -50,6 +55,9 @@ class DeltaLoraAdapter(LoraAdapter):
         "lr": LR,
         "delta_lambda": float_range(0.1, 2.0),
         "delta_start": float_range(0.0, 0.3, log=False),  # fraction of the run's steps
+        "alpha_ratio": ALPHA_RATIO,
+        "rslora": RSLORA,
+        "init": INIT,
     }
     load_code = (
         "from lorasearch.adapters import load_delta_lora\n"
@@ -59,7 +67,7 @@ class DeltaLoraAdapter(LoraAdapter):
     @classmethod
     def from_search(cls, drawn: dict[str, Any], total_steps: int) -> dict[str, Any]:
         """A searched ``delta_start`` is a fraction of the run; the knob is a step."""
-        knobs = dict(drawn)
+        knobs = super().from_search(drawn, total_steps)
         if isinstance(knobs.get("delta_start"), float):
             knobs["delta_start"] = int(knobs["delta_start"] * total_steps)
         return knobs
@@ -101,8 +109,16 @@ class DeltaLoraAdapter(LoraAdapter):
         changed = sum(layer.base_layer.weight.numel() for layer in self._layers.values())
         return ParamCounts(counts.adapter, counts.head, counts.stored + changed)
 
+    def converts_export(self) -> bool:
+        return False  # the export carries the whole trained W (see the module's docstring)
+
     def export(self, model: nn.Module, directory: Path) -> None:
-        super().export(model, directory)
+        config = model.peft_config["default"]
+        init, config.init_lora_weights = config.init_lora_weights, True
+        try:
+            super().export(model, directory)
+        finally:
+            config.init_lora_weights = init
         weights = {
             f"{unwrapped_name(name)}.weight": layer.base_layer.weight.detach().contiguous().cpu()
             for name, layer in self._layers.items()

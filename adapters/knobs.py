@@ -63,3 +63,12 @@ def float_range(low: float, high: float, log: bool = True) -> Knob:
 # Shared by the LoRA family (ranges from ../shared/docs/variants.md).
 RANK = int_range(2, 64)
 LR = float_range(1e-4, 5e-3)
+
+# alpha searched as a multiple of rank (alpha = alpha_ratio · rank, i.e. the scale α/r itself).
+# Published settings span it: PEFT's default α = r (1) and the LoRA paper's RoBERTa runs (r 8,
+# α 8), our default 2r, the LoRA paper's GPT-2 E2E runs (r 4, α 32: 8); QLoRA's α 16 at r 64
+# (0.25) shows recipes below 1, cut at 0.5 here. Not yet measured on our tasks. Log-scaled
+# because the scale multiplies the update as the learning rate does.
+ALPHA_RATIO = float_range(0.5, 8.0)
+# rsLoRA's α/√r instead of α/r; it does not change the parameter count, so the order is free.
+RSLORA = choice(False, True)

@@ -16,13 +16,14 @@ the shared tensors once, as the information the adapter holds.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from lorasearch.adapters.base import InjectContext, ParamCounts, check, unwrapped_name
-from lorasearch.adapters.knobs import float_range
+from lorasearch.adapters.knobs import ALPHA_RATIO, LR, RANK, RSLORA, choice, float_range
 from lorasearch.adapters.lora import LoraAdapter, LoraConfig, lora_layers
 from lorasearch.errors import LorasearchError
 
@@ -57,7 +58,18 @@ class LoraDropAdapter(LoraAdapter):
     )
     config_class = LoraDropConfig
     config: LoraDropConfig
-    search_knobs = LoraAdapter.search_knobs | {"drop_threshold": float_range(0.5, 0.99, log=False)}
+    # The draw order predates alpha_ratio, rslora and init: they come after drop_threshold.
+    search_knobs = {
+        "rank": RANK,
+        "lr": LR,
+        "drop_threshold": float_range(0.5, 0.99, log=False),
+        "alpha_ratio": ALPHA_RATIO,
+        "rslora": RSLORA,
+        "init": choice("kaiming", "gaussian"),
+    }
+    # Not PiSSA/OLoRA: they split each module's own W into W_res + s·B₀·A₀, and a LoRA shared by
+    # several modules cannot hold each one's B₀·A₀.
+    inits = ("kaiming", "gaussian")
 
     def __init__(self, config: LoraDropConfig):
         super().__init__(config)
@@ -72,7 +84,8 @@ class LoraDropAdapter(LoraAdapter):
         return self._plain_lora()
 
     def _plain_lora(self) -> LoraAdapter:
-        knobs = {k: getattr(self.config, k) for k in ("lr", "rank", "alpha", "dropout")}
+        """LoRA with every LoRA knob of this configuration, the placement included."""
+        knobs = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(LoraConfig)}
         return LoraAdapter(LoraConfig(**knobs))
 
     def prepare(self, model: nn.Module, context: InjectContext) -> None:

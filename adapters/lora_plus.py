@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from lorasearch.adapters.base import check
-from lorasearch.adapters.knobs import RANK, float_range
-from lorasearch.adapters.lora import LoraAdapter, LoraConfig
+from lorasearch.adapters.knobs import ALPHA_RATIO, RANK, RSLORA, float_range
+from lorasearch.adapters.lora import INIT, LoraAdapter, LoraConfig
 
 
 @dataclass
@@ -37,7 +37,14 @@ class LoraPlusAdapter(LoraAdapter):
     description = "LoRA+ [Hayou et al. 2024]: LoRA whose B learns lr_ratio times faster than A."
     config_class = LoraPlusConfig
     config: LoraPlusConfig
-    search_knobs = {"rank": RANK, "lr": float_range(5e-5, 2e-3), "lr_ratio": float_range(2, 64)}
+    search_knobs = {
+        "rank": RANK,
+        "lr": float_range(5e-5, 2e-3),
+        "lr_ratio": float_range(2, 64),
+        "alpha_ratio": ALPHA_RATIO,
+        "rslora": RSLORA,
+        "init": INIT,
+    }
 
     def param_groups(self, model: nn.Module) -> list[dict]:
         groups = {"lora_A": [], "lora_B": [], "head": []}

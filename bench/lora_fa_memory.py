@@ -57,7 +57,8 @@ def main() -> None:
         order = sorted(range(len(data["train"])), key=lambda i: -data["train"].lengths[i])
         batch = collate(data["train"], order[: args.batch_size], loaded.tokenizer.pad_token_id)
         adapter = build_adapter(variant, rank=args.rank)  # same default dropout for both
-        context = InjectContext(loaded.head_modules, loaded.target_modules, seed=0)
+        placed = adapter.placed_targets(loaded.target_modules)
+        context = InjectContext(loaded.head_modules, placed, seed=0)
         model = adapter.inject(loaded.model, context)
         torch.manual_seed(0)
         results[variant] = saved_activation_bytes(model, batch)

@@ -60,7 +60,11 @@ def train(
 
     _quiet()
     options = opts.with_defaults("train", options)
-    adapter = build_adapter(variant, **(knobs or {}))
+    knobs = dict(knobs or {})
+    for name, value in opts.placement_knobs(options).items():
+        if knobs.setdefault(name, value) != value:
+            raise LorasearchError(f"--{name} {value} and the knob {name}={knobs[name]} disagree")
+    adapter = build_adapter(variant, **knobs)
     task, data = opts.one(task, "task", "train"), opts.one(data, "data", "train")
     data_config, model_config, train_config = opts.configs(
         task, opts.data_source(data), opts.model_source(model, tokenizer), steps, options
@@ -141,7 +145,8 @@ def optimize(
         )
     steps = opts.full_budget(steps, max_steps)
     config = SearchConfig(
-        space=opts.search_space(space, variants), storage=storage, study_name=study_name,
+        space=opts.fix_placement(opts.search_space(space, variants), options),
+        storage=storage, study_name=study_name,
         sampler=sampler or "tpe", seed=options["seed"], early_stop=early_stop,
         margin=early_stop_margin, max_params=max_params,
         fidelity=True if fidelity is None else fidelity, min_steps=min_steps,

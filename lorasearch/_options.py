@@ -24,7 +24,10 @@ class TaskOptions(TypedDict, total=False):
     metric: str | None  # accuracy (default), macro_f1, f1 or mcc
     train_samples: int | None  # a seeded subsample of train
     eval_samples: int | None  # a seeded subsample of dev (test stays whole)
-    targets: str | Sequence[str] | None  # module names to adapt ("query,value"); None: detected
+    # A target group (all, ffn, attention, qv: fixes the adapter's ``targets`` knob) or module
+    # names to adapt ("query,value"); None: detected.
+    targets: str | Sequence[str] | None
+    layers: str | None  # which blocks (fixes the ``layers`` knob): all, top-K, every-N, 0,2,5
     trust_remote_code: bool
     batch_size: int
     max_length: int  # tokens per example
@@ -44,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "train_samples": None,
     "eval_samples": None,
     "targets": None,
+    "layers": None,
     "trust_remote_code": False,
     "batch_size": 32,
     "max_length": 64,
@@ -117,9 +121,7 @@ def configs(task, data, model, steps: int, options: dict[str, Any]):
         **{k: options[k] for k in ("text_column", "text_pair_column", "label_column", "metric",
                                    "train_samples", "eval_samples")},
     )  # fmt: skip
-    targets = options["targets"]
-    if isinstance(targets, str):
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    targets = module_targets(options["targets"])
     model_config = ModelConfig(
         model=model,
         targets=tuple(targets) if targets else None,
@@ -131,6 +133,33 @@ def configs(task, data, model, steps: int, options: dict[str, Any]):
                                    "weight_decay", "group_by_length", "seed", "device")},
     )  # fmt: skip
     return data_config, model_config, train_config
+
+
+def module_targets(targets) -> list[str] | None:
+    """The model-level module names ``--targets`` gives; None for a target group (the adapter's
+    ``targets`` knob, see :func:`placement_knobs`) or nothing (detected)."""
+    from lorasearch.adapters.placement import TARGET_GROUPS
+
+    if isinstance(targets, str):
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    if targets and len(targets) == 1 and targets[0] in TARGET_GROUPS:
+        return None
+    return list(targets) if targets else None
+
+
+def placement_knobs(options: dict[str, Any]) -> dict[str, str]:
+    """The placement knobs ``--targets GROUP`` and ``--layers SPEC`` fix (validated)."""
+    from lorasearch.adapters.placement import TARGET_GROUPS, check_layers, normalize_layers
+
+    knobs = {}
+    targets = options["targets"]
+    targets = [targets.strip()] if isinstance(targets, str) else list(targets or [])
+    if len(targets) == 1 and targets[0] in TARGET_GROUPS:
+        knobs["targets"] = targets[0]
+    if options["layers"] is not None:
+        knobs["layers"] = normalize_layers(options["layers"])
+        check_layers(knobs["layers"])
+    return knobs
 
 
 def task_jobs(task, data) -> list[tuple[str | None, Any]]:
@@ -175,6 +204,12 @@ def search_space(space, variants):
             listed = [v.strip() for v in listed.split(",")]
         return SearchSpace.default(chosen or listed).override(space)
     return load_space_file(space, chosen)
+
+
+def fix_placement(space, options: dict[str, Any]):
+    """The space with ``--targets GROUP`` / ``--layers SPEC`` fixed for every variant drawn."""
+    fixed = placement_knobs(options)
+    return space.override({"all": fixed}) if fixed else space
 
 
 def full_budget(steps: int | None, max_steps: int | None, default: int = 300) -> int:

@@ -110,7 +110,10 @@ def task_options(command):
                      help="Use a seeded subsample of dev (test stays whole)."),
         click.option("--model", help="Hub id or local folder; default: the bundled "
                      "all-MiniLM-L6-v2."),
-        click.option("--targets", help="Comma-separated module names to adapt; default: detected."),
+        click.option("--targets", help="What to adapt: a group (all, ffn, attention, qv; fixes "
+                     "the targets knob) or comma-separated module names [default: detected]."),
+        click.option("--layers", help="Which blocks to adapt (fixes the layers knob): all, "
+                     "top-K, top-1/N, every-N or indices like 0,2,5 [default: all]."),
         click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code to run."),
         click.option("--steps", "--search-steps", "steps", type=int,
                      help="Training steps [default: 300]; in a search, the full budget R "
@@ -178,16 +181,20 @@ def train(variant, rank, alpha, dropout, lr, settings, export_dir, force, as_jso
 @cli.command()
 @json_option
 def variants(as_json):
-    """List the adapter variants and their knobs with defaults."""
+    """List the adapter variants, their knobs with defaults, and where they may adapt."""
     from lorasearch.adapters import describe_variants
 
     table = describe_variants()
     if as_json:
-        show({name: entry["knobs"] for name, entry in table.items()}, True)
+        keys = ("knobs", "targets", "layers")
+        show({name: {k: entry[k] for k in keys} for name, entry in table.items()}, True)
         return
     for name, entry in table.items():
         click.echo(f"{name:11s} {entry['description']}")
         click.echo(" " * 12 + ", ".join(f"{k}={v}" for k, v in entry["knobs"].items()))
+        if entry["targets"]:
+            click.echo(" " * 12 + f"targets: {' | '.join(entry['targets'])}; layers: "
+                       f"{' | '.join(entry['layers'])} (or top-K, every-N, 0,2,5)")  # fmt: skip
 
 
 @cli.command()

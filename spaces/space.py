@@ -20,6 +20,7 @@ import optuna
 
 from lorasearch.adapters import VARIANTS, get_variant
 from lorasearch.adapters.knobs import Knob
+from lorasearch.adapters.placement import place
 from lorasearch.errors import LorasearchError, first_line
 
 
@@ -31,9 +32,10 @@ class SearchSpace:
 
     @classmethod
     def default(cls, variants: list[str] | None = None) -> SearchSpace:
-        """Every registered variant (or those in ``variants``) with its own search knobs."""
+        """Every registered variant (or those in ``variants``) with its own search knobs, then
+        (a placeable variant) where to adapt: ``targets`` and ``layers``."""
         chosen = variants or list(VARIANTS)
-        return cls({name: dict(get_variant(name).search_knobs) for name in chosen})
+        return cls({name: get_variant(name).all_search_knobs() for name in chosen})
 
     @property
     def variants(self) -> list[str]:
@@ -105,6 +107,22 @@ class SearchSpace:
                     adapter_class.from_knobs(**adapter_class.from_search(drawn, total_steps))
                 except LorasearchError as exc:
                     raise LorasearchError(f"search space for {variant}: {exc}") from None
+
+    def check_placement(self, target_modules: list[str]) -> None:
+        """Every ``targets`` and ``layers`` value the space may draw must place something on
+        this model (a user error now, not a failed trial later)."""
+        for variant, knobs in self.knobs.items():
+            for knob, other in (("targets", "layers"), ("layers", "targets")):
+                spec = knobs.get(knob)
+                values = () if spec is None else spec.choices or (spec.fixed,)
+                for value in values:
+                    try:
+                        place(target_modules, **{knob: value, other: "all"})
+                    except LorasearchError as exc:
+                        raise LorasearchError(
+                            f"search space for {variant}: {exc}; fix {knob} with --{knob} or a "
+                            "space file"
+                        ) from None
 
 
 def load_space_file(path: str | Path, variants: list[str] | None) -> SearchSpace:

@@ -32,7 +32,10 @@ def test_train_json_contract_with_detected_targets(capsys, tiny_models, toy_data
     )  # fmt: skip
     assert CONTRACT <= set(result)
     assert result["adapter_params"] == 2 * per_rank  # all of the family's projections adapted
-    assert result["hyperparameters"] == {"rank": 2, "alpha": 4.0, "dropout": 0.1, "lr": 1e-3}
+    assert result["hyperparameters"] == {
+        "rank": 2, "alpha": 4.0, "dropout": 0.1, "lr": 1e-3, "targets": "all", "layers": "all",
+        "rslora": False, "init": "kaiming",
+    }  # fmt: skip
     assert result["label_names"] == ["neg", "pos"] and result["steps"] == 12
 
 

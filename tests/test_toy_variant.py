@@ -90,6 +90,10 @@ def test_a_toy_variant_is_searched_counted_and_exported(
         "toy_ia3",
         "--no-early-stop",
         "--no-fidelity",
+        "--targets",  # the placement knobs fixed: every detected module, as counted below
+        "all",
+        "--layers",
+        "all",
     ]
     report = json.loads(_run(capsys, ["search", *search, "--json"]))
     trials = report["trials"]

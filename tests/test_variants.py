@@ -90,7 +90,11 @@ def test_each_variant_describes_itself():
         assert set(cls.search_knobs) <= cls.space_knobs()
         assert set(cls.config_class.knob_names()) <= cls.space_knobs()
         drawn = {
-            k: knob.fixed if knob.fixed is not None else knob.low
+            k: knob.fixed
+            if knob.fixed is not None
+            else knob.choices[-1]
+            if knob.choices
+            else knob.low
             for k, knob in cls.search_knobs.items()
         }
         build_adapter(name, **cls.from_search(drawn, 100))  # searched values are its knobs

@@ -124,6 +124,9 @@ def planned_counts(trial: Trial) -> ParamCounts:
     _, loaded = load_inputs(trial.data, trial.model, trial.train.seed)
     adapter = trial.adapter.planning_adapter()
     context = InjectContext(
-        loaded.head_modules, loaded.target_modules, trial.train.seed, trial.train.steps
+        loaded.head_modules,
+        adapter.placed_targets(loaded.target_modules),
+        trial.train.seed,
+        trial.train.steps,
     )
     return adapter.counts(adapter.inject(loaded.model, context), context)
