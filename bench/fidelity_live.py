@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ from pathlib import Path
 from lorasearch._quiet import quiet_libraries
 from lorasearch.errors import run_script
 from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.records import front as front_records
 from lorasearch.search.records import trial_records
 from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
@@ -64,14 +66,25 @@ def study(folder: Path, name: str, trials: int, args, **config) -> dict:
     result = run_search(fixed(args.steps, args.eval_samples), search, tracker=tracker)
     wall = time.perf_counter() - start
     records = trial_records(result)
-    training = sum((t.train_time_s or 0.0) + (t.prepare_time_s or 0.0) for t in records)
-    evaluation = sum(t.eval_time_s or 0.0 for t in records)
+    by_number = {t.number: t for t in records}
+
+    def own(t, field: str) -> float:
+        """A trial's own seconds: a promotion resumed from a checkpoint starts with its paused
+        predecessor's clock (the run's, restored), which is the predecessor's to count."""
+        before = by_number.get(t.continues) if t.resumed_from else None
+        return (getattr(t, field) or 0.0) - ((getattr(before, field) or 0.0) if before else 0.0)
+
+    training = sum(own(t, "train_time_s") + (t.prepare_time_s or 0.0) for t in records)
+    evaluation = sum(own(t, "eval_time_s") for t in records)
     steps = sum(t.steps_used or 0 for t in records)
+    configs = [t for t in records if t.continues is None]  # a promotion is no configuration
     states: dict[str, int] = {}
     for t in records:
         states[t.state] = states.get(t.state, 0) + 1
     report = {
         "trials": len(records),
+        "configs": len(configs),
+        "promotions": len(records) - len(configs),
         "states": states,
         "wall_s": wall,
         "train_s": training,
@@ -79,12 +92,19 @@ def study(folder: Path, name: str, trials: int, args, **config) -> dict:
         "train_share": training / wall,
         "eval_share": evaluation / wall,
         "rest_share": 1 - (training + evaluation) / wall,
-        "configs_per_hour": len(records) / wall * 3600,
+        "configs_per_hour": len(configs) / wall * 3600,
         "steps": steps,
-        "steps_per_config": steps / max(len(records), 1),
+        "steps_per_config": steps / max(len(configs), 1),
         "test_scored": sum(t.test_metric is not None for t in records),
+        "front": [
+            (t.number, t.variant, int(t.values[1]), t.values[0]) for t in front_records(result)
+        ],
     }
-    print(f"{name}: {len(records)} trials in {wall:.0f} s", file=sys.stderr, flush=True)
+    print(
+        f"{name}: {len(configs)} configurations, {len(records)} trials in {wall:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return report
 
 
@@ -117,15 +137,24 @@ def main() -> None:
         f"SST-2, MiniLM, all eight variants, R = {args.steps} steps (rungs {list(rungs)}), "
         f"dev {args.eval_samples or 'all'}, TPE seed 0, MLflow on\n"
     )
-    print("| search | trials (states) | wall s | training steps | evaluation | rest | "
+    print("| search | configurations (+ promotions; trial states) | wall s | training steps | evaluation | rest | "
           "configurations / hour | steps / configuration | test scored |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in (("multi-fidelity (default)", f), ("every trial to R", full)):
         states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(r["states"].items()))
         print(
-            f"| {name} | {r['trials']} ({states}) | {r['wall_s']:.0f} | {r['train_share']:.1%} "
+            f"| {name} | {r['configs']} (+ {r['promotions']}; {states}) | {r['wall_s']:.0f} | {r['train_share']:.1%} "
             f"| {r['eval_share']:.1%} | {r['rest_share']:.1%} | {r['configs_per_hour']:.0f} | "
             f"{r['steps_per_config']:.0f} | {r['test_scored']} |"
+        )
+    sizes = [params for _, _, params, _ in f["front"]]
+    if sizes:  # issue 14: how far the default space's front reaches
+        print(
+            f"\nmulti-fidelity search's front: {len(sizes)} trials from {min(sizes):,} to "
+            f"{max(sizes):,} trainable params ({math.log10(max(sizes) / min(sizes)):.1f} decades): "
+            + ", ".join(
+                f"{v} {n:,} {m:.3f}" for _, v, n, m in sorted(f["front"], key=lambda x: x[2])
+            )
         )
     print(
         f"\nmulti-fidelity search: {f['train_share']:.1%} of wall time in training steps; "

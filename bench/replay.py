@@ -80,6 +80,21 @@ class Table:
     chance: float
     full_params: int
     dev_size: int
+    space_json: str | None = None  # the space the table was drawn from (bench/table.py)
+
+    def space(self):
+        """The space the replay's sampler draws from: the table's own (its draws' knobs)."""
+        from lorasearch.spaces import SearchSpace
+
+        variants = sorted({c.variant for c in self.configs})
+        if self.space_json is None:
+            return SearchSpace.default(variants)
+        space = SearchSpace.from_json(self.space_json)
+        return SearchSpace({v: space.knobs[v] for v in variants})
+
+    @property
+    def configs_by_index(self) -> dict[int, Config]:
+        return {c.index: c for c in self.configs}
 
     @classmethod
     def load(cls, path: Path) -> Table:
@@ -99,6 +114,7 @@ class Table:
             meta["chance"],
             meta["full_params"],
             meta.get("dev_size") or meta.get("eval_samples") or 0,
+            json.dumps(meta["space"]) if "space" in meta else None,
         )
 
 
@@ -146,20 +162,18 @@ def nearest(trial, variant: str, unused: dict[int, Config], rng: random.Random) 
 
 def run(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps: int | None):
     """One replay: [(steps spent, hypervolume)] after each trial, starting at (0, 0)."""
+    if strategy.startswith("asha"):
+        return run_asha(table, strategy, seed, trials, eta, min_steps)
     import warnings
 
     import optuna
     from optuna.trial import TrialState
 
-    from lorasearch.errors import LorasearchError
     from lorasearch.search.early_stop import Finished, stop_reason
-    from lorasearch.search.fidelity import RungPoint, promotable, rung_steps
     from lorasearch.search.samplers import SAMPLERS
-    from lorasearch.spaces import SearchSpace
 
     R = table.steps
-    variants = sorted({c.variant for c in table.configs})
-    space = SearchSpace.default(variants)
+    space = table.space()
     with warnings.catch_warnings():  # TPE's ``group`` is experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = SAMPLERS["random" if strategy == "random" else "tpe"](
@@ -168,12 +182,6 @@ def run(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     rng = random.Random(seed)
     unused = {c.index: c for c in table.configs}
-    rungs = rung_steps(R, min_steps, eta)[:-1]
-    if strategy.startswith("asha"):
-        evaluated = set().union(*(c.curve for c in table.configs if not c.failed))
-        if missing := [r for r in rungs if r not in evaluated]:
-            raise LorasearchError(f"rungs {missing} are not evaluation steps of the table")
-    at_rung: dict[int, list[RungPoint]] = {r: [] for r in rungs}
     finished: list[Finished] = []
     front: list[tuple[float, int]] = []
     budget, spent, history = trials * R, 0, [(0, 0.0)]
@@ -195,16 +203,6 @@ def run(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps
             )  # fmt: skip
             if stopped is None:
                 finished.append(Finished(trial.number, config.params, curve, config.best))
-        elif strategy.startswith("asha"):
-            for rung in rungs:
-                metric, loss = config.curve[rung]
-                signal = -loss if strategy == "asha_loss" else metric
-                point = RungPoint(trial.number, signal, config.params)
-                peers = list(at_rung[rung])
-                at_rung[rung].append(point)
-                if not promotable(point, peers, eta):
-                    stopped = rung
-                    break
         if stopped is None:
             spent += max(steps)
             front.append((config.best, config.params))
@@ -214,6 +212,93 @@ def run(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps
             study.tell(trial, state=TrialState.PRUNED)
         history.append((spent, hypervolume(front, table.chance, table.full_params)))
     return history
+
+
+def run_asha(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps):
+    """One replay of the search's successive halving with pauses (``search/promotion.py``): a
+    configuration records its point at each rung and goes on if among the rung's
+    ``fidelity.promotions``, else pauses; each point recorded enqueues the paused trials that
+    now rank there, and a queued promotion runs before a new configuration is sampled (as
+    Optuna hands out waiting trials first). The sampler is told PRUNED at a pause and the full
+    result by the trial that reaches R (an enqueued trial with the same parameters)."""
+    import warnings
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from lorasearch.search.fidelity import RungPoint, promotions, rung_steps
+    from lorasearch.search.samplers import SAMPLERS
+
+    R = table.steps
+    space = table.space()
+    with warnings.catch_warnings():  # TPE's ``group`` is experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = SAMPLERS["tpe"](SimpleNamespace(trials=trials), seed)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    rng = random.Random(seed)
+    unused = {c.index: c for c in table.configs}
+    rungs = rung_steps(R, min_steps, eta)
+    _check_rungs(table, rungs[:-1])
+    points = {r: {} for r in rungs[:-1]}  # rung -> {config index: RungPoint}
+    paused: dict[tuple[int, int], dict] = {}  # (rung, config index) -> its Optuna params
+    queue: list[tuple[int, Config, dict]] = []  # promotions: (rung it resumes at, config, params)
+    front, budget, spent, history = [], trials * R, 0, [(0, 0.0)]
+
+    def signal(config: Config, rung: int) -> float:
+        metric, loss = config.curve[rung]
+        return -loss if strategy == "asha_loss" else metric
+
+    def climb(config: Config, params: dict, start: int) -> bool:
+        """Train from rung ``start`` on; False when it pauses."""
+        nonlocal spent
+        for k in range(start + 1, len(rungs)):
+            spent += rungs[k] - rungs[k - 1] if k else rungs[0]
+            if rungs[k] == R:
+                return True
+            here = points[rungs[k]]
+            here[config.index] = RungPoint(config.index, signal(config, rungs[k]), config.params)
+            chosen = {p.number for p in promotions(list(here.values()), eta)}
+            for index in sorted(chosen - {config.index}):
+                if (rungs[k], index) in paused:
+                    queue.append((k, table.configs_by_index[index], paused.pop((rungs[k], index))))
+            if config.index not in chosen:
+                paused[(rungs[k], config.index)] = params
+                return False
+        return True
+
+    while spent < budget:
+        if queue:
+            k, config, params = queue.pop(0)
+            if climb(config, params, k):
+                study.enqueue_trial(params)
+                trial = study.ask()
+                space.suggest(trial, R)
+                study.tell(trial, [config.best, config.params])
+                front.append((config.best, config.params))
+        elif unused:
+            trial = study.ask()
+            variant, _ = space.suggest(trial, R)
+            config = unused.pop(nearest(trial, variant, unused, rng).index)
+            if config.failed:
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            if climb(config, dict(trial.params), -1):
+                study.tell(trial, [config.best, config.params])
+                front.append((config.best, config.params))
+            else:
+                study.tell(trial, state=TrialState.PRUNED)
+        else:
+            break
+        history.append((spent, hypervolume(front, table.chance, table.full_params)))
+    return history
+
+
+def _check_rungs(table: Table, rungs) -> None:
+    from lorasearch.errors import LorasearchError
+
+    evaluated = set().union(*(c.curve for c in table.configs if not c.failed))
+    if missing := [r for r in rungs if r not in evaluated]:
+        raise LorasearchError(f"rungs {missing} are not evaluation steps of the table")
 
 
 def at(history: list[tuple[int, float]], steps: float) -> float:

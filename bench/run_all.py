@@ -30,16 +30,15 @@ FULL = {
         "table.py", "--report", "bench/tables/sst2.csv",
     ],
     "Search strategies replayed on the table: hypervolume vs training steps": [
-        "replay.py", "bench/tables/sst2.csv", "--seeds", "20", "--png", "bench/tables/sst2_replay.png",
+        "replay.py", "bench/tables/sst2.csv", "--seeds", "30", "--png", "bench/tables/sst2_replay.png",
     ],
-    "The same with rungs from R/27": [
-        "replay.py", "bench/tables/sst2.csv", "--seeds", "20", "--min-steps", "9",
-        "--strategies", "random,tpe,asha_loss,asha_metric", "--png", "bench/tables/sst2_replay_r27.png",
+    "The same with rungs from R/9": [
+        "replay.py", "bench/tables/sst2.csv", "--seeds", "30", "--min-steps", "27",
+        "--strategies", "random,tpe,asha_loss", "--png", "bench/tables/sst2_replay_r9.png",
     ],
     "Multi-fidelity search live vs every trial to R": [
         # 27 + 5 trials took 30 min on 2 shared cores: 18 + 3 keep `make bench` under 45
-        "fidelity_live.py", "--eval-samples", "1000", "--min-steps", "11", "--trials", "18",
-        "--full-trials", "3",
+        "fidelity_live.py", "--eval-samples", "1000", "--trials", "18", "--full-trials", "3",
     ],
     "Variants at their defaults, and full fine-tuning": [
         "variants.py", "--steps", "80", "--seeds", "0,1,2", "--eval-samples", "500",

@@ -80,14 +80,16 @@ def commit() -> str:
     return f"{head}{'+dirty' if dirty else ''}" or "unknown"
 
 
-def draws(n: int, steps: int, seed: int, variants: list[str] | None = None):
-    """The first ``n`` configurations of the default space under a seeded RandomSampler:
-    (index, variant, adapter knobs, Optuna params). Always the same for the same arguments."""
+def draws(n: int, steps: int, seed: int, space_json: str | None = None):
+    """The first ``n`` configurations of the space (``space_json``, as the table's JSON records
+    it; None: today's default space) under a seeded RandomSampler: (index, variant, adapter
+    knobs, Optuna params). Always the same for the same arguments, so a table keeps drawing
+    from the space it began with when the default space grows (placement knobs, ...)."""
     import optuna
 
     from lorasearch.spaces import SearchSpace
 
-    space = SearchSpace.default(variants)
+    space = SearchSpace.from_json(space_json) if space_json else SearchSpace.default()
     study = optuna.create_study(
         directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=seed)
     )
@@ -225,6 +227,7 @@ def main() -> None:
     from lorasearch.errors import LorasearchError
     from lorasearch.search.config import Fixed
     from lorasearch.search.fidelity import rung_steps
+    from lorasearch.spaces import SearchSpace
     from lorasearch.training.metrics import chance_level
     from lorasearch.training.tasks import data_root
     from lorasearch.training.trainer import TrainConfig
@@ -305,7 +308,10 @@ def main() -> None:
             "dev_size": len(task.dev),
             "rungs": list(rung_steps(args.steps, eval_every, 3)),
             "columns": COLUMNS,
+            "space": json.loads(SearchSpace.default().to_json()),
         }
+    if "space" not in meta:
+        raise LorasearchError(f"{meta_path} records no space: add the one it was drawn from")
     meta["commits"] = sorted(set(meta["commits"]) | {commit()})
     meta["dates"].append(datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
     meta["configs"] = len(done)
@@ -316,7 +322,8 @@ def main() -> None:
         writer = csv.writer(handle)
         if new_file:
             writer.writerow(COLUMNS)
-        for index, variant, knobs, params in draws(args.configs, args.steps, args.seed):
+        space = json.dumps(meta["space"])
+        for index, variant, knobs, params in draws(args.configs, args.steps, args.seed, space):
             if index in done:
                 continue
             tick = time.perf_counter()

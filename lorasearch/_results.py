@@ -14,7 +14,9 @@ from typing import Any
 @dataclass
 class TrialRow:
     """One trial of a study as ``pareto`` lists it (``values``: [dev metric, trainable params];
-    ``test_metric`` on the front only; ``rung``: the rungs it reached, None without rungs)."""
+    ``test_metric`` on the front only; ``rung``: the rungs it reached, None without rungs;
+    ``paused_at``: the step a paused trial stopped at; ``continues``: the paused trial a
+    promotion continued — both with rungs only)."""
 
     number: int
     state: str
@@ -26,6 +28,8 @@ class TrialRow:
     test_metric: float | None
     pareto: bool
     rung: int | None = None
+    paused_at: int | None = None
+    continues: int | None = None
 
 
 @dataclass
@@ -46,12 +50,13 @@ class SearchReport:
         return cls(**(report | {"trials": [TrialRow(**row) for row in report["trials"]]}))
 
     def to_json(self) -> dict[str, Any]:
-        """``dataclasses.asdict``, less each trial's ``rung`` where it is None (a trial searched
-        without rungs): what ``pareto --json`` prints."""
+        """``dataclasses.asdict``, less each trial's ``rung``, ``paused_at`` and ``continues``
+        where it was searched without rungs: what ``pareto --json`` prints."""
         plain = asdict(self)
         for row in plain["trials"]:
             if row["rung"] is None:
-                del row["rung"]
+                for key in ("rung", "paused_at", "continues"):
+                    del row[key]
         return plain
 
     @property

@@ -16,8 +16,12 @@ and records ``resumed_from`` (the step). The folders are local files: a retry on
 cannot see the failed trial's folder (another host, another cache) finds none and restarts
 from step 0, as it did before checkpoints.
 
-A trial's folder is deleted when the trial ends (COMPLETE, PRUNED, or FAIL by an exception or
-Ctrl-C, which Optuna does not retry), so a study's checkpoints do not grow. A kill skips that:
+A trial that pauses at a rung (``search/promotion.py``) keeps its folder; the trial that a
+later promotion enqueues to continue it takes the folder over as a retry does, and resumes from
+that rung. Every other trial's folder is deleted when the trial ends (COMPLETE, PRUNED, or FAIL
+by an exception or Ctrl-C, which Optuna does not retry), so a study's checkpoints grow only by
+its paused trials (one adapter and its optimizer state each; deleting them costs a later
+promotion its head start, nothing else). A kill skips that:
 each trial's start sweeps the study's folder of trials that ended and will not be resumed (all
 but a failed trial whose retry is waiting or running: a retry killed in its turn is not retried,
 and a retry that ran on another machine left this one's folder behind).
@@ -38,7 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lorasearch.errors import first_line, mask_url, sqlite_path
 from lorasearch.search import fidelity, recording
-from lorasearch.search.records import RUNG, RUNGS
+from lorasearch.search.records import CONTINUES, PAUSED, RUNG, RUNGS
 from lorasearch.search.storage import storage_url
 from lorasearch.training.checkpoint import FILE
 from lorasearch.training.sources import cache_root
@@ -54,8 +58,15 @@ class Resume:
     folder: Path | None
     retry_of: int | None = None  # the failed trial this one retries (the last, if several)
     adopted: bool = False  # a checkpoint of that trial was moved here: training resumes from it
-    rung: int = 0  # the rung the failed trial had reached (with ``adopted``)
+    rung: int = 0  # the rung the failed (or paused) trial had reached
     points: dict[int, tuple[float, int]] = field(default_factory=dict)  # its rung points
+    continues: int | None = None  # the paused trial this promotion continues
+    keep: bool = False  # the trial paused: its folder stays for a later promotion
+
+    @property
+    def passed(self) -> int:
+        """The last rung step a continuation's predecessor passed (not judged again)."""
+        return max(self.points, default=0) if self.continues is not None else 0
 
 
 def study_root(storage: str | None, study: str) -> Path:
@@ -89,7 +100,7 @@ def trial_checkpoint(
     try:
         yield resume
     finally:
-        if resume.folder is not None:
+        if resume.folder is not None and not resume.keep:
             shutil.rmtree(resume.folder, ignore_errors=True)
 
 
@@ -97,9 +108,9 @@ def record_start(trial: optuna.Trial, resume: Resume) -> None:
     """A trial's rung as it starts: 0, or for a retry that resumes, the failed trial's rung and
     points (which came with the retry's attrs, as its ``resumed_from`` did: cleared here)."""
     retry = resume.retry_of is not None
-    if retry:
+    if retry or resume.continues is not None:
         recording.record_resumed(trial, 0)
-    if not resume.adopted:
+    if not resume.adopted and resume.continues is None:  # a continuation keeps its rungs
         recording.record_rung(trial, 0, {} if retry else None)
 
 
@@ -108,7 +119,7 @@ def record_end(
 ) -> None:
     """A retry's rungs rebuilt from its curve (a resumed run's includes the points restored from
     the checkpoint, so the record holds exactly the rungs it passed), and where it resumed."""
-    if resume.retry_of is not None:
+    if resume.retry_of is not None or resume.continues is not None:
         recording.record_rung(
             trial, *rung_record(result.curve, rungs, result.steps, params, signal)
         )
@@ -128,11 +139,14 @@ def rung_record(
 
 
 def _adopt(root: Path, trial: FrozenTrial) -> Resume:
-    """Move the folder of the trial this one retries (if any, and still here) to this one's."""
+    """Move the folder of the trial this one retries or continues (if any, and still here) to
+    this one's."""
     folder = root / str(trial.number)
     history = _RETRY.retry_history(trial)
     failed = history[-1] if history else None
-    source = root / str(failed) if failed is not None else None
+    continues = trial.user_attrs.get(CONTINUES)
+    before = failed if failed is not None else continues
+    source = root / str(before) if before is not None else None
     adopted = False
     if source is not None and (source / FILE).is_file():  # (a kill mid-write leaves a .tmp)
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -140,11 +154,11 @@ def _adopt(root: Path, trial: FrozenTrial) -> Resume:
         source.replace(folder)
         adopted = True
     folder.mkdir(parents=True, exist_ok=True)
-    if not adopted:
+    if not adopted and continues is None:
         return Resume(folder, failed)
-    attrs = trial.user_attrs  # the failed trial's, copied by the retry callback
+    attrs = trial.user_attrs  # the predecessor's, copied by the retry callback or the promotion
     points = {int(step): (float(v[0]), int(v[1])) for step, v in attrs.get(RUNGS, {}).items()}
-    return Resume(folder, failed, True, int(attrs.get(RUNG, 0)), points)
+    return Resume(folder, failed, adopted, int(attrs.get(RUNG, 0)), points, continues)
 
 
 def _sweep(trials: list[FrozenTrial], root: Path) -> None:
@@ -158,8 +172,13 @@ def _sweep(trials: list[FrozenTrial], root: Path) -> None:
         if t.state in (TrialState.WAITING, TrialState.RUNNING)
         and (history := _RETRY.retry_history(t))
     }
+    continued = {  # by a promotion that has run (it took the folder if it could)
+        t.user_attrs[CONTINUES] for t in trials if CONTINUES in t.user_attrs and t.state in _ENDED
+    }
     for folder in root.iterdir():
         trial = by_number.get(int(folder.name)) if folder.name.isdigit() else None
         if trial is None or trial.state not in _ENDED or trial.number in pending:
             continue
+        if PAUSED in trial.user_attrs and trial.number not in continued:
+            continue  # a paused trial a later promotion may continue
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,30 +1,31 @@
 """Multi-fidelity promotion: rungs at geometric fractions of the budget, and MO-ASHA's rule.
 
 A trial is trained in one piece; at each rung (``rung_steps``) it records its point (signal,
-trainable params) and continues only if :func:`promotable` among the points other trials
-recorded at the same rung. Asynchronous successive halving (ASHA, Li et al. 2020) in the form
-Optuna's ``SuccessiveHalvingPruner`` uses (a trial decides alone, from what its peers recorded,
-and a promoted trial simply keeps training), with the ranking of MO-ASHA (Salinas et al. 2021,
-syne-tune ``schedulers/multiobjective``): non-dominated sorting, then an epsilon-net inside a
-layer.
+trainable params), and the rung's :func:`promotions` say which configurations go on. The
+search runs asynchronous successive halving (ASHA, Li et al. 2020) with pauses
+(``search/promotion.py``): a trial not promoted pauses, and a later promotion continues it.
+The ranking is MO-ASHA's (Salinas et al. 2021, syne-tune ``schedulers/multiobjective``):
+non-dominated sorting, then an order inside a layer that keeps the front's spread; here that
+order is by hypervolume contribution rather than syne-tune's epsilon-net.
 
-The rule, for a candidate and ``n`` points in all (its peers at the rung plus itself):
+The rule, for the ``n`` points recorded at a rung:
 
 - Rank: Pareto layers (signal up, params down; :func:`pareto_layers`), as syne-tune's
-  ``nondominated_sort``; inside a layer, the epsilon-net order of ``compute_epsilon_net``: the
-  point with the best signal first, then each time the point farthest from those already chosen
-  (Euclidean, in (signal, log10 params) each scaled to the rung's range, so that neither unit
-  dominates; syne-tune uses raw values), so a partly filled last layer keeps the front's spread.
-- How many: the top ``n // eta`` points are promoted (Optuna's ``promotable_idx + 1``). Syne-tune's
-  MO-ASHA continues a trial whose rank is within ``n / eta`` (about one more); Optuna's count is
-  the ASHA paper's and keeps the budget arithmetic exact (a third survive each rung at eta = 3).
-- Few peers (``n < eta``, so ``n // eta == 0``): Optuna cannot pause a trial to wait for peers,
-  so it promotes a trial that is the best so far. Here "best" is "not dominated": the candidate is
-  promoted if it lies in the first layer. (Syne-tune promotes the first arrival and, with
-  ``n / eta`` rather than ``n // eta``, most early ones.)
-- Ties: an identical point (same signal, same params) never dominates; ties go the candidate's
-  way, as Optuna's ``value >= competing[...]``: a candidate equal to a selected point is promoted.
-  Inside the epsilon-net, equal distances go to the lower trial number (deterministic).
+  ``nondominated_sort``; inside a layer, greedily the point that adds most to the area the
+  points chosen so far dominate in (signal, log10 params): the search's own hypervolume, on the
+  rung's signal. Measured by replaying the learning-curve table (bench/replay.py
+  bench/tables/sst2.csv, 52 configurations, 30 seeds, rungs from R/27, with pauses): steps to
+  reach random search's final hypervolume 0.415 of its budget by contribution, 0.47 by the
+  epsilon-net (Euclidean in (signal, log10 params) scaled to the rung's range). A front's
+  hypervolume is mostly its small, good configurations (in the table one VeRA at 23k params
+  holds 0.918 of the full front's 0.954), and the contribution says so; the epsilon-net spends
+  promotions on spread across sizes that adds little.
+- How many: the top ``n // eta`` (the ASHA paper's count; Optuna's ``promotable_idx + 1``), so a
+  third go on at each rung at eta = 3; none while ``n < eta``: the first trials wait for peers
+  instead of going to the full budget as Optuna's pruner sends them. At the end of a search the
+  count rounds up (``promotion.finish``).
+- Ties: an identical point (same signal, same params) never dominates; equal contributions go
+  to the better signal, then the lower trial number (deterministic).
 
 Signals are higher-is-better: ``dev_metric`` as recorded, ``dev_loss`` (dev cross-entropy) as
 its negative (:func:`signal_of`).
@@ -36,20 +37,22 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from lorasearch.errors import LorasearchError
 
 if TYPE_CHECKING:
     from lorasearch.training.trainer import EvalPoint
 
 DEFAULT_ETA = 3
-# Without --min-steps: R/eta and R. Measured by replaying strategies on the learning-curve
-# table (bench/replay.py bench/tables/sst2.csv, R = 243, 20 seeds, budget a quarter of the
-# table x R), final hypervolume: at 34 configurations, rungs from R/27 0.777 +- 0.160, R/3 alone
-# 0.886 +- 0.052, random search at full budget 0.880 +- 0.057 (with deep rungs few trials reach
-# R and the front starves); at 47, 0.907 +- 0.048, 0.914 +- 0.046 and 0.892 +- 0.052. R/3 was
-# never worse, and at R/27 the -dev cross-entropy ranks configurations poorly (Spearman 0.35 with
-# the final metric at 47 configurations). Deeper rungs stay one option away (--min-steps).
-DEFAULT_RUNGS = 2
+# Without --min-steps: R/27, R/9, R/3 and R. Measured by replaying strategies on the
+# learning-curve table (bench/replay.py bench/tables/sst2.csv, 52 configurations, R = 243,
+# 30 seeds, budget a quarter of the table x R), steps to reach random search's / TPE's final
+# hypervolume as a fraction of their budget, with pauses and ranking by contribution: rungs from
+# R/27 0.415 / 0.445, from R/9 0.505 / 0.695. (Without pauses, promoting the first arrivals,
+# deep rungs starved the front: rungs from R/27 0.777 +- 0.160 final hypervolume against R/3's
+# 0.886 at 34 configurations, which is why R/3 was the default before pauses.)
+DEFAULT_RUNGS = 4
 # ... but no default rung below this step. Measured on the learning-curve tables (batch 32,
 # SST-2, MiniLM): the Spearman correlation of -dev cross-entropy with the full-budget dev
 # metric was 0.82 at step 5 (sst2_pilot, R = 135) and 0.35 at step 9 (sst2, R = 243), nothing
@@ -134,61 +137,61 @@ def pareto_layers(points: list[RungPoint]) -> list[list[RungPoint]]:
     return layers
 
 
-def _epsilon_net(layer: list[RungPoint], everyone: list[RungPoint]) -> list[RungPoint]:
-    """The layer ordered for spread: best signal first, then farthest from those chosen."""
+def _box(points: list[RungPoint], reference: tuple[float, float]) -> float:
+    """The area ``points`` dominate in (signal up, log10 params down) up to ``reference``
+    (lowest signal, largest log10 params): the search's hypervolume, on rung signals."""
+    from optuna._hypervolume import compute_hypervolume
 
-    def scale(values):
-        low, high = min(values), max(values)
-        return lambda v: (v - low) / (high - low) if high > low else 0.0
+    if not points:
+        return 0.0
+    losses = np.array([(-p.signal, math.log10(max(p.params, 1))) for p in points])
+    return float(compute_hypervolume(losses, np.array([-reference[0], reference[1]])))
 
-    by_signal = scale([p.signal for p in everyone])
-    by_size = scale([math.log10(max(p.params, 1)) for p in everyone])
 
-    def coords(p):
-        return by_signal(p.signal), by_size(math.log10(max(p.params, 1)))
-
-    rest = sorted(layer, key=lambda p: (-p.signal, p.params, p.number))
-    order = [rest.pop(0)]
+def _by_contribution(layer: list[RungPoint], everyone: list[RungPoint]) -> list[RungPoint]:
+    """The layer ordered for the front's hypervolume: greedily, the point that adds the most to
+    the area the chosen ones cover (ties: better signal, then lower trial number). The
+    reference is just below the rung's lowest signal and a decade above its largest size, as
+    the search's own reference (chance, the base model) lies below and beyond every adapter."""
+    low = min(p.signal for p in everyone)
+    reference = (low - 1e-9 * max(1.0, abs(low)), math.log10(max(p.params for p in everyone)) + 1)
+    order, rest = [], sorted(layer, key=lambda p: (-p.signal, p.number))
     while rest:
-
-        def gap(p):
-            x, y = coords(p)
-            return min(math.hypot(x - a, y - b) for a, b in map(coords, order))
-
-        best = max(rest, key=lambda p: (gap(p), -p.number))
+        base = _box(order, reference)
+        best = max(rest, key=lambda p: (_box([*order, p], reference) - base, p.signal, -p.number))
         order.append(best)
         rest.remove(best)
     return order
 
 
 def ranked(points: list[RungPoint], limit: int | None = None) -> list[RungPoint]:
-    """The points in promotion order: layer by layer, each layer in epsilon-net order; with
-    ``limit``, only the first ``limit`` (layers past it are never sorted)."""
+    """The points in promotion order: layer by layer, each layer by hypervolume contribution;
+    with ``limit``, only the first ``limit`` (layers past it are never sorted)."""
     full, limit = limit is None, len(points) if limit is None else limit
     order, remaining = [], list(points)
     while remaining and len(order) < limit:
         ids = {id(p) for p in _front(remaining)}
         layer = sorted((p for p in remaining if id(p) in ids), key=lambda p: p.number)
         remaining = [p for p in remaining if id(p) not in ids]
-        spread = full or len(order) + len(layer) > limit  # only a cut layer needs its order
-        order.extend(_epsilon_net(layer, points) if spread else layer)
+        cut = full or len(order) + len(layer) > limit  # only a cut layer needs its order
+        order.extend(_by_contribution(layer, points) if cut else layer)
     return order[:limit]
 
 
-def promotable(candidate: RungPoint, peers: list[RungPoint], eta: int) -> bool:
-    """Whether ``candidate`` continues past the rung where ``peers`` (other trials) recorded
-    theirs: in the top ``n // eta`` of the ranking (n counts the candidate), or, while
-    ``n < eta``, not dominated by any peer. See the module docstring."""
+def promotions(points: list[RungPoint], eta: int) -> list[RungPoint]:
+    """The points a rung promotes: the top ``len(points) // eta`` of :func:`ranked` (none while
+    fewer than ``eta`` trials reached it). NaN signals (diverged trials) are never promoted."""
     if eta < 2:
         raise LorasearchError(f"--eta must be >= 2, got {eta}")
-    if math.isnan(candidate.signal):  # a diverged trial stops
-        return False
-    others = [p for p in peers if p.number != candidate.number and not math.isnan(p.signal)]
-    everyone = [*others, candidate]
-    keep = len(everyone) // eta
-    if keep == 0:
-        return not any(dominates(p, candidate) for p in others)
-    chosen = ranked(everyone, keep)
+    valid = [p for p in points if not math.isnan(p.signal)]
+    return ranked(valid, len(valid) // eta)
+
+
+def promotable(candidate: RungPoint, peers: list[RungPoint], eta: int) -> bool:
+    """Whether ``candidate`` goes on past the rung where ``peers`` (other trials) recorded theirs:
+    it is among the :func:`promotions` of them all (an identical point counts as it)."""
+    others = [p for p in peers if p.number != candidate.number]
+    chosen = promotions([*others, candidate], eta)
     return any(
         p is candidate or (p.signal == candidate.signal and p.params == candidate.params)
         for p in chosen

@@ -14,6 +14,7 @@ from it (:mod:`checkpoints`).
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import tempfile
@@ -25,10 +26,11 @@ from optuna.trial import TrialState
 
 from lorasearch.adapters import build_adapter
 from lorasearch.errors import LorasearchError, first_line
-from lorasearch.search import checkpoints, fidelity, recording, records
+from lorasearch.search import checkpoints, fidelity, promotion, recording, records
 from lorasearch.search.config import Fixed, SearchConfig
 from lorasearch.search.early_stop import Finished, stop_reason
 from lorasearch.search.progress import SearchProgress
+from lorasearch.search.records import CONTINUES
 from lorasearch.tracking.base import Tracking
 from lorasearch.training.trainer import EvalPoint, TrainConfig, TrainResult
 from lorasearch.training.trial import Trial, load_data, planned_counts, run_trial
@@ -48,6 +50,13 @@ def make_objective(
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         recording.record_start(trial, f"{socket.gethostname()}:{os.getpid()}")
+        if (earlier := promotion.duplicate_of(study, trial.number)) is not None:
+            recording.record_duplicate(trial, earlier)
+            _prune(
+                trial,
+                f"trial {earlier} already continues trial {trial.user_attrs[CONTINUES]} "
+                "(promoted by two workers at once): not trained",
+            )
         below_full = len(rungs) > 1  # rung checkpoints: only where there are rungs below R
         folder = checkpoints.trial_checkpoint(
             study, trial, config.storage, below_full, progress.warning
@@ -120,6 +129,8 @@ def make_objective(
             _release_memory()
             raise
         recording.record_result(trial, result)
+        if resume.continues is not None:  # its predecessor's steps are its predecessor's cost
+            recording.record_steps_used(trial, result)
         if config.fidelity:
             checkpoints.record_end(trial, resume, result, rungs, planned, config.signal)
         if result.stopped_early:
@@ -171,9 +182,11 @@ def _rung_gate(
     config: SearchConfig,
     resume: checkpoints.Resume,
 ):
-    """At each rung below the full budget: record the trial's point and stop it (the reason)
-    unless it is promotable among the points other trials recorded at that rung (a resumed
-    trial starts with the points of the rungs it passed before)."""
+    """At each rung below the full budget: record the trial's point, promote the paused trials
+    that now rank among the rung's promotions (``search/promotion.py``), and pause the trial
+    (keeping its checkpoint; the reason) unless it ranks there itself. A resumed trial starts
+    with the points of the rungs it passed before, and a continuation is not judged again at
+    the rungs its predecessor passed."""
     points = dict(resume.points)
     full = rungs[-1]
 
@@ -187,21 +200,27 @@ def _rung_gate(
         signal = fidelity.signal_of(point, config.signal)
         points[point.step] = (signal, params)
         recording.record_rung(trial, rung, points)
+        if point.step <= resume.passed:
+            return None
         peers = [
             fidelity.RungPoint(*peer)
             for peer in recording.rung_peers(study, point.step, trial.number)
         ]
         candidate = fidelity.RungPoint(trial.number, signal, params)
-        if fidelity.promotable(candidate, peers, config.eta):
+        everyone = [*peers, candidate]
+        chosen = fidelity.promotions(everyone, config.eta)
+        promotion.promote(study, point.step, config.eta, skip=trial.number)
+        if any(p.number == trial.number for p in chosen):
             return None
-        layers = fidelity.pareto_layers([*peers, candidate])
-        layer = next(
-            i for i, members in enumerate(layers, 1)
-            if any(p.number == trial.number for p in members)
-        )  # fmt: skip
+        if math.isnan(signal):
+            return f"diverged at rung {rung} (step {point.step} of {full}): not promoted"
+        resume.keep = resume.folder is not None
+        recording.record_paused(trial, point.step)
+        order = fidelity.ranked([p for p in everyone if not math.isnan(p.signal)])
+        rank = next(i for i, p in enumerate(order, 1) if p.number == trial.number)
         return (
-            f"not promoted at rung {rung} (step {point.step} of {full}): Pareto layer {layer} "
-            f"of {len(layers)} among {len(peers) + 1} trials at this rung"
+            f"paused at rung {rung} (step {point.step} of {full}): rank {rank} of {len(everyone)} "
+            f"at this rung, where the top {len(chosen)} go on; a later promotion may continue it"
         )
 
     return on_eval

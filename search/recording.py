@@ -10,12 +10,15 @@ import optuna
 from optuna.trial import TrialState
 
 from lorasearch.search.records import (
+    CONTINUES,
     CURVE,
+    DUPLICATE,
     FAIL_REASON,
     KNOBS,
     LOSS_CURVE,
     OVER_BUDGET,
     PARTIAL,
+    PAUSED,
     PLANNED,
     PRUNE_REASON,
     RESULT_FIELDS,
@@ -69,14 +72,41 @@ def record_resumed(trial: optuna.Trial, step: int) -> None:
 
 
 def rung_peers(study: optuna.Study, step: int, exclude: int) -> list[tuple[int, float, int]]:
-    """``(number, signal, params)`` of every trial but ``exclude`` that recorded a point at rung
-    ``step`` (any worker). Failed trials are left out: a retried configuration counts once."""
+    """``(number, signal, params)`` of every configuration but trial ``exclude``'s that recorded a
+    point at rung ``step`` (any worker), once each: failed trials are left out (a retry counts
+    for its configuration), and so is a paused trial once a promotion continues it (the
+    continuation carries its points), and a duplicate promotion."""
+    trials = study.get_trials(deepcopy=False)
+    continued = {t.user_attrs[CONTINUES] for t in trials if CONTINUES in t.user_attrs}
     peers = []
-    for trial in study.get_trials(deepcopy=False):
+    for trial in trials:
         point = trial.user_attrs.get(RUNGS, {}).get(str(step))
-        if point is not None and trial.number != exclude and trial.state != TrialState.FAIL:
-            peers.append((trial.number, float(point[0]), int(point[1])))
+        if (
+            point is None
+            or trial.number == exclude
+            or trial.state == TrialState.FAIL
+            or trial.number in continued
+            or DUPLICATE in trial.user_attrs
+        ):
+            continue
+        peers.append((trial.number, float(point[0]), int(point[1])))
     return peers
+
+
+def record_steps_used(trial: optuna.Trial, result) -> None:
+    """A resumed run's own steps (a continuation's predecessor recorded the steps before)."""
+    own = result.steps - result.resumed_from + result.preliminary_steps
+    trial.set_user_attr(STEPS_USED, own)
+
+
+def record_paused(trial: optuna.Trial, step: int) -> None:
+    """The trial stops at rung ``step`` keeping its checkpoint: a later promotion continues it."""
+    trial.set_user_attr(PAUSED, step)
+
+
+def record_duplicate(trial: optuna.Trial, earlier: int) -> None:
+    """A promotion that trial ``earlier`` already carries out (two workers promoted together)."""
+    trial.set_user_attr(DUPLICATE, earlier)
 
 
 def record_result(trial: optuna.Trial, result) -> None:

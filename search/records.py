@@ -45,6 +45,10 @@ LOSS_CURVE, RUNGS, RUNG = "dev_loss_curve", "rungs", "rung"
 # The step a retried trial resumed at, from its failed predecessor's rung checkpoint (a key
 # older readers ignore: the trial's record is the same otherwise).
 RESUMED_FROM = "resumed_from"
+# Asynchronous successive halving with pauses (search/promotion.py): the step a trial paused at
+# (its checkpoint kept), the paused trial a promotion continues, and a promotion that found an
+# earlier trial already continuing the same one (it ends at once).
+PAUSED, CONTINUES, DUPLICATE = "paused_at", "continues", "duplicate_of"
 # TrainResult fields stored under their own names.
 RESULT_FIELDS = (
     "dev_metric", "test_metric", "trainable_params", "adapter_params", "head_params",
@@ -133,7 +137,9 @@ class TrialRecord:
     dev_loss_curve: dict[int, float] = field(default_factory=dict)  # step -> dev cross-entropy
     rungs: dict[int, tuple[float, int]] = field(default_factory=dict)  # step -> (signal, params)
     rung: int | None = None  # rungs reached (1-based; the last is the full budget); None: no rungs
-    resumed_from: int = 0  # a retry: the step it resumed at (search/checkpoints.py); 0: none
+    resumed_from: int = 0  # a retry or continuation: the step it resumed at; 0: none
+    continues: int | None = None  # the paused trial this one continues (a promotion)
+    paused_at: int | None = None  # the step it paused at, to be continued if promoted later
 
     @property
     def finished(self) -> bool:
@@ -147,10 +153,13 @@ class TrialRecord:
         if trial.state == TrialState.FAIL and not cause:
             cause = ABANDONED
         retry_of = _RETRY.retried_trial_number(trial)
-        resumed_from = attrs.get(RESUMED_FROM, 0) if retry_of is not None else 0
+        continues = attrs.get(CONTINUES)
+        resumed = retry_of is not None or continues is not None
+        resumed_from = attrs.get(RESUMED_FROM, 0) if resumed else 0
         reason = cause
-        if retry_of is not None:
-            notes = [f"retry of trial {retry_of}"]
+        if resumed:
+            notes = [f"retry of trial {retry_of}"] if retry_of is not None else []
+            notes += [f"continues trial {continues}"] if continues is not None else []
             notes += [f"resumed at step {resumed_from}"] if resumed_from else []
             reason = "; ".join(notes + ([cause] if cause else []))
         return cls(
@@ -172,6 +181,8 @@ class TrialRecord:
             rungs={int(step): (v[0], int(v[1])) for step, v in attrs.get(RUNGS, {}).items()},
             rung=attrs.get(RUNG),
             resumed_from=resumed_from,
+            continues=continues,
+            paused_at=attrs.get(PAUSED),
         )
 
 

@@ -41,7 +41,9 @@ def trial_row(trial: TrialRecord, pareto: bool, test_on_front: bool = True) -> d
     scores test only if it ends on the front; one dominated since keeps its score in the record,
     not here); a study from before that rule (record version < 2) shows every score it has.
     ``rung``: the rungs it reached (the last is the full budget), for a multi-fidelity trial
-    only (the key is left out otherwise, so older studies report as they did)."""
+    only (the key is left out otherwise, so older studies report as they did), with
+    ``paused_at`` (the step a trial paused at, to be continued if promoted) and ``continues``
+    (the paused trial a promotion continued), null where they do not apply."""
     row = {
         "number": trial.number,
         "state": trial.state,
@@ -55,4 +57,6 @@ def trial_row(trial: TrialRecord, pareto: bool, test_on_front: bool = True) -> d
     }
     if trial.rung is not None:
         row["rung"] = trial.rung
+        row["paused_at"] = trial.paused_at
+        row["continues"] = trial.continues
     return row

@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lorasearch.errors import LorasearchError, mask_url
-from lorasearch.search import records
+from lorasearch.search import promotion, records
 from lorasearch.search.config import FIDELITY_SETTINGS, Fixed, SearchConfig
 from lorasearch.search.objective import check_budget, make_objective
 from lorasearch.search.pareto import hypervolume
@@ -51,6 +51,7 @@ def run_search(
     config.rungs(fixed.train.steps)  # bad --eta / --min-steps fail here, before anything is written
     task = load_data(fixed.data)  # bad data fails here, before any study is written
     _, loaded = load_inputs(fixed.data, fixed.model)  # and a bad model (both cached for trials)
+    config.space.check_placement(loaded.target_modules)  # and a placement this model lacks
     tokenize_task(task, loaded.tokenizer, fixed.train.max_length)  # cached too
     del loaded
     if config.max_params is not None:
@@ -82,7 +83,9 @@ def run_search(
     with _gc_frozen():
         try:
             if config.total:
-                _optimize_to_total(study, objective, config, after_trial, tracker)
+                _optimize_to_total(study, objective, config, after_trial, tracker, fixed)
+            elif config.fidelity:
+                _optimize_with_promotions(study, objective, config, after_trial, fixed)
             else:
                 study.optimize(
                     objective,
@@ -119,14 +122,38 @@ def _gc_frozen():
         gc.unfreeze()
 
 
-def _optimize_to_total(study, objective, config: SearchConfig, after_trial, tracker) -> None:
-    """Run trials until the study holds ``config.trials`` ended (COMPLETE or PRUNED) trials.
+def _optimize_with_promotions(study, objective, config: SearchConfig, after_trial, fixed) -> None:
+    """This run's ``config.trials`` configurations, with the promotions they cause (Optuna runs
+    an enqueued promotion before it samples anew), then :func:`promotion.finish` until nothing
+    is promoted: ``--trials`` counts configurations, and a promotion is extra."""
+    started, rungs, ran = time.monotonic(), config.rungs(fixed.train.steps), []
+
+    def counted(study: optuna.Study, trial: FrozenTrial) -> None:
+        ran.append(not promotion.is_continuation(trial))
+        after_trial(study, trial)
+
+    while config.timeout_s is None or time.monotonic() - started < config.timeout_s:
+        if sum(ran) >= config.trials and not promotion.pending(study):
+            if not promotion.finish(study, rungs, config.eta):
+                return
+        study.optimize(
+            objective, n_trials=1, catch=(Exception,), callbacks=[counted], gc_after_trial=True
+        )
+
+
+def _optimize_to_total(
+    study, objective, config: SearchConfig, after_trial, tracker, fixed: Fixed
+) -> None:
+    """Run trials until the study holds ``config.trials`` ended (COMPLETE or PRUNED)
+    configurations, then the promotions they cause (``search/promotion.py``: a promotion
+    continues a paused trial and is not counted).
 
     Re-running the same command after a crash completes the count; several workers with the same
     target share it. Trials still RUNNING elsewhere count as in progress until they end or their
     worker's heartbeat lapses (then they are failed, retried once, and no longer count).
     """
     started, failed = time.monotonic(), []
+    rungs = config.rungs(fixed.train.steps) if config.fidelity else ()
 
     def counted(study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state == TrialState.FAIL:
@@ -136,23 +163,39 @@ def _optimize_to_total(study, objective, config: SearchConfig, after_trial, trac
     while True:
         optuna.storages.fail_stale_trials(study)
         tracker.close_abandoned(study)
-        trials = study.get_trials(deepcopy=False)
+        trials = [t for t in study.get_trials(deepcopy=False) if not promotion.is_continuation(t)]
         ended = sum(t.state in ENDED for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        if ended >= config.trials:
-            return
         if config.timeout_s is not None and time.monotonic() - started > config.timeout_s:
             return
+        if ended >= config.trials:
+            if promotion.pending(study):  # run or wait for the promotions
+                _run_or_wait(study, objective, counted, config)
+            elif running:  # a configuration still running elsewhere may promote more
+                time.sleep(min(2.0, config.heartbeat_s))
+            elif not (rungs and promotion.finish(study, rungs, config.eta)):
+                return
+            continue
         if len(failed) > max(3, config.trials):  # a broken setup must not loop forever
             raise LorasearchError(
                 f"{len(failed)} trials failed in this run; stopping (see `lorasearch pareto`)"
             )
-        if ended + running >= config.trials:  # the rest is running elsewhere: wait for it
-            time.sleep(min(2.0, config.heartbeat_s))
+        if ended + running >= config.trials:  # the rest runs elsewhere: promote, or wait
+            _run_or_wait(study, objective, counted, config)
             continue
         study.optimize(
             objective, n_trials=1, catch=(Exception,), callbacks=[counted], gc_after_trial=True
         )
+
+
+def _run_or_wait(study, objective, counted, config: SearchConfig) -> None:
+    """Run a waiting promotion, or wait while the only ones left run elsewhere."""
+    if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        study.optimize(
+            objective, n_trials=1, catch=(Exception,), callbacks=[counted], gc_after_trial=True
+        )
+    else:
+        time.sleep(min(2.0, config.heartbeat_s))
 
 
 def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConfig) -> None:

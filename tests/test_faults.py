@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -52,6 +53,37 @@ def _wait_for(condition, timeout: float = 120.0, what: str = "") -> None:
             return
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def _kill_mid_run(process, storage: str, name: str, root: Path, worker: str | None = None):
+    """SIGKILL ``process`` (right away: a paused trial ends within seconds) once one of its
+    trials is RUNNING past a rung, i.e. with a rung checkpoint in its folder; returns that
+    trial's number and the step its checkpoint holds."""
+    found, seen = [], set()
+
+    def running_with_checkpoint() -> bool:
+        if not root.is_dir() or not _states(storage, name):
+            return False
+        for trial in optuna.load_study(study_name=name, storage=storage).trials:
+            saved = root / str(trial.number) / "checkpoint.pt"
+            mine = worker is None or trial.user_attrs.get("worker") == worker
+            if trial.state == TrialState.RUNNING and mine and saved.is_file():
+                if trial.number not in seen:  # a trial pausing there ends within milliseconds:
+                    seen.add(trial.number)  # still running at the next look, it went on
+                    continue
+                process.send_signal(signal.SIGKILL)
+                found.append((trial.number, saved))
+                return True
+        return False
+
+    deadline = time.monotonic() + 300
+    while not running_with_checkpoint():  # looks 0.1 s apart: a trial going on trains longer
+        if time.monotonic() > deadline or process.poll() is not None:
+            pytest.fail("no trial was seen running past a rung")
+        time.sleep(0.1)
+    process.wait(timeout=30)
+    number, saved = found[0]
+    return number, torch.load(saved, weights_only=True)["loop"]["step"]
 
 
 def _states(storage: str, name: str) -> list[TrialState]:
@@ -111,18 +143,21 @@ def test_two_workers_finish_one_postgres_study_with_the_exact_trial_count(
         assert worker.returncode == 0, err
         assert "MLflow tracking at" not in err, err  # tracking never switched off
     study = optuna.load_study(study_name="shared", storage=postgres_url)
-    # Six ended trials; with the rungs shared across both workers some end PRUNED at a rung.
+    # Six configurations ended, and the promotions they caused (continuations of paused trials,
+    # not counted); with the rungs shared across both workers some pause at a rung.
     states = [t.state for t in study.trials]
-    assert len(states) == 6 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
     assert TrialState.COMPLETE in states
     trials = trial_records(study)
+    assert sum(t.continues is None for t in trials) == 6
     assert len({t.worker for t in trials}) == 2  # both did work
     runs = _runs(tracking, "shared")
     parents = [r for r in runs if r.data.tags.get("lorasearch.role") == "study"]
     children = [r for r in runs if r.data.tags.get("lorasearch.role") == "trial"]
-    assert len(parents) == 1 and len(children) == 6
+    trained = [t for t in trials if "already continues" not in (t.reason or "")]  # (a race's
+    assert len(parents) == 1 and len(children) == len(trained)  # duplicate promotion: no run)
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
-    assert {r.info.run_id for r in children} == {t.run_id for t in trials}
+    assert {r.info.run_id for r in children} == {t.run_id for t in trained}
 
 
 def test_two_postgres_workers_promote_at_rungs_and_resume_a_killed_workers_trial(
@@ -134,45 +169,47 @@ def test_two_postgres_workers_promote_at_rungs_and_resume_a_killed_workers_trial
     url, total, steps = postgres(), 8, 400
     command = ["search", *_args(toy_data, tiny_bert, steps), "--storage", url, "--study", "p",
                "--total-trials", str(total), "--heartbeat", "1", "--no-tracking",
-               "--no-early-stop", "--seed", "3"]  # fmt: skip
+               "--no-early-stop", "--seed", "3", "--min-steps", "44"]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     doomed, survivor = (_cli(*command, cwd=tmp_path, env=env) for _ in range(2))
     root, worker = study_root(url, "p"), f"{socket.gethostname()}:{doomed.pid}"
-
-    def doomed_checkpoint():
-        if not root.is_dir() or not _states(url, "p"):
-            return None
-        trials = optuna.load_study(study_name="p", storage=url).trials
-        for trial in trials:
-            saved = root / str(trial.number) / "checkpoint.pt"
-            if trial.user_attrs.get("worker") == worker and saved.is_file():
-                return trial.number, saved
-        return None
-
-    _wait_for(doomed_checkpoint, timeout=300, what="a trial of the first worker to pass a rung")
-    number, saved = doomed_checkpoint()
-    doomed.send_signal(signal.SIGKILL)
-    doomed.wait(timeout=30)
-    resumed_at = torch.load(saved, weights_only=True)["loop"]["step"]
+    number, resumed_at = _kill_mid_run(doomed, url, "p", root, worker)
     out, err = survivor.communicate(timeout=900)
     assert survivor.returncode == 0, err
     study = optuna.load_study(study_name="p", storage=url)
     trials = trial_records(study)
-    assert sum(t.state in ("COMPLETE", "PRUNED") for t in trials) == total
+    configurations = [t for t in trials if t.continues is None]
+    assert sum(t.state in ("COMPLETE", "PRUNED") for t in configurations) == total
     assert [t.number for t in trials if t.state == "FAIL"] == [number]  # only the killed one
     (retry,) = [t for t in trials if t.retry_of == number]
     assert retry.resumed_from == resumed_at and retry.worker != worker
-    rungs = rung_steps(steps)
-    assert {t.state for t in trials} >= {"COMPLETE", "PRUNED"}  # promotions and stops happened
-    for trial in (t for t in trials if t.state != "FAIL"):
+    rungs = rung_steps(steps, 44)  # 44, 133, 400: wide enough to kill a trial mid-run
+    assert {t.state for t in trials} >= {"COMPLETE", "PRUNED"}  # promotions and pauses happened
+    duplicates = [t for t in trials if "already continues" in (t.reason or "")]
+    assert all(t.steps_used == 0 and not t.curve for t in duplicates)  # never trained
+    for trial in (t for t in trials if t.state != "FAIL" and t not in duplicates):
         reached = rungs[trial.rung - 1]
-        assert trial.steps_used == reached and max(trial.curve) == reached, trial
+        own = trial.continues is not None  # a promotion counts its own steps; a retry of a
+        assert trial.steps_used == reached - (trial.resumed_from if own else 0), trial  # trial all
+        assert max(trial.curve) == reached, trial
         assert sorted(trial.rungs) == [r for r in rungs[: trial.rung] if r < steps], trial
         if trial.state == "PRUNED":
-            assert trial.rung < len(rungs) and "not promoted at rung" in trial.reason
+            assert trial.rung < len(rungs) and trial.paused_at == reached, trial
+            assert f"paused at rung {trial.rung}" in trial.reason
         else:
             assert trial.rung == len(rungs)
-    assert not root.is_dir() or not any(root.iterdir())  # every folder deleted as trials ended
+    for trial in trials:  # each promotion continues a paused trial, once
+        if trial.continues is not None and trial not in duplicates and trial.retry_of is None:
+            assert by_number(trials, trial.continues).paused_at == trial.resumed_from or (
+                trial.resumed_from == 0  # its checkpoint was not on this machine
+            )
+    continued = {t.continues for t in trials if t.continues is not None}
+    paused = {t.number for t in trials if t.paused_at is not None} - continued
+    assert not root.is_dir() or {int(p.name) for p in root.iterdir()} <= paused
+
+
+def by_number(trials, number):
+    return next(t for t in trials if t.number == number)
 
 
 def _two_lora_trials(toy_data, tiny_bert, tmp_path) -> optuna.Study:
@@ -225,47 +262,56 @@ def test_kill_9_mid_trial_then_the_same_command_completes_the_study(toy_data, ti
 
 
 def test_kill_9_after_a_rung_then_the_retry_resumes_from_that_rung(toy_data, tiny_bert, tmp_path):
-    """Every trial is the same configuration (the space fixes LoRA's knobs), so the retry, resumed
-    from the killed trial's checkpoint, must end exactly where trial 0 ended uninterrupted."""
+    """Every trial is the same configuration (the space fixes LoRA's knobs), so every run of it,
+    paused, promoted, killed or resumed, must follow one and the same curve. Rungs 133 and 400:
+    a trial that goes past 133 (in place or as a promotion) trains 267 steps more, and is killed
+    there; its retry resumes from the checkpoint it left, exactly."""
     storage = f"sqlite:///{tmp_path / 'r.db'}"
     space = tmp_path / "fixed.toml"
-    space.write_text("[lora]\nrank = 4\nlr = 0.002\n")
+    space.write_text(
+        "[lora]\nrank = 4\nlr = 0.002\nalpha_ratio = 2.0\nrslora = false\ninit = 'kaiming'\n"
+        "targets = 'all'\nlayers = 'all'\n"
+    )
     command = ["search", *_args(toy_data, tiny_bert, 400), "--storage", storage, "--study", "r",
                "--total-trials", "3", "--heartbeat", "1", "--no-tracking", "--no-early-stop",
-               "--space", str(space)]  # fmt: skip
-    rungs = rung_steps(400)
-    saved = tmp_path / "r.db.checkpoints" / "r" / "1" / "checkpoint.pt"
+               "--space", str(space), "--min-steps", "100"]  # fmt: skip
+    rungs = rung_steps(400, 100)
+    assert rungs == (133, 400)
+    root = tmp_path / "r.db.checkpoints" / "r"
     first = _cli(*command, cwd=tmp_path)
-    _wait_for(saved.is_file, what="trial 1 to pass a rung")
-    first.send_signal(signal.SIGKILL)  # mid-run, after a rung (or more)
-    first.wait(timeout=30)
-    resumed_at = torch.load(saved, weights_only=True)["loop"]["step"]
-    assert resumed_at in rungs[:-1]
-    before = optuna.load_study(study_name="r", storage=storage).trials[0]
-    killed_rung = TrialRecord.of(optuna.load_study(study_name="r", storage=storage).trials[1]).rung
+    killed, resumed_at = _kill_mid_run(first, storage, "r", root)
+    assert resumed_at == rungs[0]
+    before = {t.number: t for t in optuna.load_study(study_name="r", storage=storage).trials}
     again = _cli(*command, cwd=tmp_path)
     out, err = again.communicate(timeout=600)
     assert again.returncode == 0, err
     study = optuna.load_study(study_name="r", storage=storage)
-    states = [t.state for t in study.trials]
-    assert sum(s in ENDED for s in states) == 3 and states.count(TrialState.FAIL) == 1
-    assert states[1] == TrialState.FAIL  # the killed one
-    after = study.trials[0]  # a finished trial is untouched
-    assert (after.state, after.values, after.user_attrs) == (
-        before.state, before.values, before.user_attrs
-    )  # fmt: skip
     trials = trial_records(study)
-    (retry,) = [t for t in trials if t.retry_of == 1]
-    assert retry.state == "COMPLETE" and retry.resumed_from == resumed_at
-    assert killed_rung >= rungs.index(resumed_at) + 1  # the rung it had passed
-    assert retry.reason == f"retry of trial 1; resumed at step {resumed_at}"
-    assert retry.rung == len(rungs) and retry.steps_used == 400
-    assert sorted(retry.rungs) == list(rungs[:-1])  # the rungs it passed before, and after
-    # Resumed exactly: the same curve and result as the same configuration uninterrupted.
-    assert retry.curve == pytest.approx(trials[0].curve, abs=1e-6)
-    assert retry.values == pytest.approx(trials[0].values, abs=1e-6)
-    assert [t.resumed_from for t in trials if t.retry_of is None] == [0, 0, 0]
-    assert not any((tmp_path / "r.db.checkpoints" / "r").iterdir())  # deleted as trials ended
+    assert sum(t.continues is None and t.state != "FAIL" for t in trials) == 3
+    assert [t.number for t in trials if t.state == "FAIL"] == [killed]
+    for number, trial in before.items():  # a finished trial is untouched
+        if trial.state in ENDED:
+            after = study.trials[number]
+            assert (after.state, after.values, after.user_attrs) == (
+                trial.state, trial.values, trial.user_attrs
+            )  # fmt: skip
+    (retry,) = [t for t in trials if t.retry_of == killed]
+    assert retry.resumed_from == resumed_at
+    assert retry.reason.startswith(f"retry of trial {killed}; ")
+    assert f"resumed at step {resumed_at}" in retry.reason
+    assert retry.state == "COMPLETE" and retry.steps_used == 400 - resumed_at  # its own steps
+    assert sorted(retry.rungs) == list(rungs[:-1])  # the rung it passed before
+    # Resumed exactly: one configuration, one curve, however its runs were cut and resumed.
+    reference = max(trials, key=lambda t: len(t.curve)).curve
+    for trial in trials:
+        for step, metric in trial.curve.items():
+            assert metric == pytest.approx(reference[step], abs=1e-6), (trial.number, step)
+    complete = [t for t in trials if t.state == "COMPLETE"]
+    for trial in complete:
+        assert trial.values == pytest.approx(complete[0].values, abs=1e-6)
+    kept = {int(p.name) for p in root.iterdir()}
+    continued = {t.continues for t in trials if t.continues is not None}
+    assert kept <= {t.number for t in trials if t.paused_at is not None} - continued
 
 
 def test_ctrl_c_ends_the_trial_keeps_the_study_consistent_and_exits_130(
@@ -285,12 +331,15 @@ def test_ctrl_c_ends_the_trial_keeps_the_study_consistent_and_exits_130(
     assert err.strip().splitlines()[-1] == "lorasearch: interrupted"
     assert "Traceback" not in err
     study = optuna.load_study(study_name="c", storage=storage)
-    assert [t.state for t in study.trials] == [TrialState.FAIL]
-    assert TrialRecord.of(study.trials[0]).reason == "interrupted (Ctrl-C)"
+    *earlier, last = study.trials  # trials that paused at a rung before, then the interrupted one
+    assert last.state == TrialState.FAIL
+    assert all(TrialRecord.of(t).paused_at is not None for t in earlier)
+    assert TrialRecord.of(last).reason == "interrupted (Ctrl-C)"
     runs = _runs(uri, "c")
-    child = next(r for r in runs if r.data.tags.get("lorasearch.role") == "trial")
+    children = [r for r in runs if r.data.tags.get("lorasearch.role") == "trial"]
     parent = next(r for r in runs if r.data.tags.get("lorasearch.role") == "study")
-    assert child.info.status == "FAILED" and child.data.tags["reason"] == "interrupted (Ctrl-C)"
+    (child,) = [r for r in children if r.info.status == "FAILED"]
+    assert child.data.tags["reason"] == "interrupted (Ctrl-C)"
     assert parent.info.status == "KILLED"
 
 

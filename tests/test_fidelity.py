@@ -17,6 +17,7 @@ from lorasearch.search.fidelity import (
     dominates,
     pareto_layers,
     promotable,
+    promotions,
     ranked,
     rung_steps,
     signal_of,
@@ -26,19 +27,19 @@ from lorasearch.search.fidelity import (
 @pytest.mark.parametrize(
     ("args", "rungs"),
     [
-        ((270,), (90, 270)),
-        ((300,), (100, 300)),
+        ((270,), (10, 30, 90, 270)),  # R/27 .. R by default
+        ((300,), (11, 33, 100, 300)),
         ((300, 11), (11, 33, 100, 300)),
         ((81, 1, 3), (1, 3, 9, 27, 81)),
         ((100, 10, 2), (12, 25, 50, 100)),
         ((1000, 100, 4), (250, 1000)),
         ((60, 60), (60,)),
         ((5,), (5,)),
-        ((27,), (9, 27)),
-        ((12,), (12,)),  # no default rung below MIN_RUNG_STEPS
+        ((27,), (9, 27)),  # no default rung below MIN_RUNG_STEPS
+        ((12,), (12,)),
         ((27, 1), (1, 3, 9, 27)),  # ... unless asked for
         ((1,), (1,)),
-        ((3240, None, 3), (1080, 3240)),
+        ((3240, None, 3), (120, 360, 1080, 3240)),
         ((3240, 120, 3), (120, 360, 1080, 3240)),
     ],
 )
@@ -74,7 +75,7 @@ def test_pareto_layers_by_hand():
 def test_a_point_that_dominates_all_is_promoted():
     peers = [p(i, 0.5 + i / 100, 1000 + i) for i in range(10)]
     assert promotable(p(99, 0.95, 10), peers, 3)
-    assert promotable(p(99, 0.95, 10), peers[:1], 3)  # few peers as well
+    assert not promotable(p(99, 0.95, 10), peers[:1], 3)  # n = 2 < eta: it waits for peers
 
 
 def test_a_dominated_point_with_enough_peers_is_not():
@@ -83,20 +84,20 @@ def test_a_dominated_point_with_enough_peers_is_not():
     assert not promotable(p(9, 0.85, 200), peers[:2], 3)  # n = 3 = eta: top 1 only
 
 
-def test_few_peers_follow_optunas_rule_generalised():
-    # n < eta: Optuna promotes the best so far; here "best" is "not dominated".
+def test_with_fewer_than_eta_points_nobody_goes_on():
+    # Optuna's pruner sends the best so far on; here the first trials pause until eta arrive.
     cheap_low, big_high = p(0, 0.6, 10), p(1, 0.9, 10_000)
-    assert promotable(cheap_low, [big_high], 3)  # n = 2 < 3, on the front: continues
-    assert promotable(big_high, [cheap_low], 3)
-    assert not promotable(p(2, 0.5, 20), [cheap_low], 3)  # dominated: stops
-    assert promotable(p(2, 0.5, 20), [], 3)  # the first trial at a rung always continues
-    # ...but with n = 3 = eta only the top one goes on: the best signal of the front.
-    assert not promotable(cheap_low, [big_high, p(2, 0.5, 20)], 3)
-    assert promotable(big_high, [cheap_low, p(2, 0.5, 20)], 3)
+    assert promotions([cheap_low, big_high], 3) == []
+    assert not promotable(cheap_low, [big_high], 3)
+    assert not promotable(p(2, 0.5, 20), [], 3)
+    # with n = 3 = eta one goes on: the largest area, the cheap end of the front here
+    assert promotions([cheap_low, big_high, p(2, 0.5, 20)], 3) == [cheap_low]
+    assert promotable(cheap_low, [big_high, p(2, 0.5, 20)], 3)
 
 
 def test_matches_optuna_on_one_objective():
-    """With every trial the same size, the rule is Optuna's SuccessiveHalvingPruner's."""
+    """With every trial the same size and at least eta of them, the rule is Optuna's
+    SuccessiveHalvingPruner's (which also sends on the best of fewer: here they wait)."""
     rng = random.Random(0)
     for _ in range(400):
         eta = rng.choice([2, 3, 4])
@@ -104,7 +105,7 @@ def test_matches_optuna_on_one_objective():
         values = [round(rng.random(), 1) for _ in range(n + 1)]  # rounded: ties happen
         peers = [p(i, v, 500) for i, v in enumerate(values[:-1])]
         mine = p(n, values[-1], 500)
-        expected = _is_trial_promotable_to_next_rung(
+        expected = n + 1 >= eta and _is_trial_promotable_to_next_rung(
             values[-1], list(values), eta, StudyDirection.MAXIMIZE
         )
         assert promotable(mine, peers, eta) == expected, (values, eta)
@@ -122,17 +123,29 @@ def test_layers_decide_not_the_signal_alone():
     assert cheap not in by_signal  # a scalar rank on the signal would have stopped it
 
 
-def test_a_partly_filled_layer_is_filled_for_spread():
-    # One layer of four along the front, two dominated points: n = 6, two go on. The best signal
-    # first, then the point farthest from it (the cheap end), not its near neighbours.
+def test_a_partly_filled_layer_is_ordered_by_hypervolume_contribution():
+    # One layer of four along the front, two dominated points: n = 6, two go on. The area each
+    # adds to (signal, log10 params) up to just below the lowest signal and a decade beyond the
+    # largest size: the cheap end first (0.2 x 4.48), then the best signal (it adds 0.3 x 1.48
+    # beside it; its near neighbours add a hair less), not the neighbours.
     best, near, nearer, cheap = (p(0, 0.90, 1_000_000), p(1, 0.89, 900_000),
                                  p(2, 0.895, 950_000), p(3, 0.60, 1_000))  # fmt: skip
     dominated = [p(4, 0.5, 2_000_000), p(5, 0.4, 3_000_000)]
     everyone = [best, near, nearer, cheap, *dominated]
-    assert ranked(everyone)[:2] == [best, cheap]
+    assert ranked(everyone)[:2] == [cheap, best]
+    assert promotions(everyone, 3) == [cheap, best]
     for point, expected in ((best, True), (cheap, True), (near, False), (nearer, False)):
         others = [q for q in everyone if q is not point]
         assert promotable(point, others, 3) == expected
+
+
+def test_contribution_prefers_the_small_good_point_to_a_slightly_better_big_one():
+    # The hypervolume is mostly the small end: a 0.85 adapter at 20k params adds more than a
+    # 0.88 one at 2M (the epsilon-net took the best signal first).
+    small, big = p(0, 0.85, 20_000), p(1, 0.88, 2_000_000)
+    worse = [p(i, 0.5, 3_000_000) for i in range(2, 6)]
+    assert promotions([big, small, *worse], 3) == [small, big]
+    assert promotions([big, small, *worse][:3], 3) == [small]
 
 
 def test_ties_go_the_candidates_way():
@@ -145,8 +158,9 @@ def test_ties_go_the_candidates_way():
 def test_the_candidates_own_record_is_not_a_peer():
     me = p(3, 0.5, 100)
     peers = [p(0, 0.9, 10), me]  # a worker reading back what this trial recorded
-    assert not promotable(me, peers, 3)  # n = 2: dominated by trial 0
-    assert promotable(me, [me], 3)
+    assert not promotable(me, peers, 3)  # n = 2: nobody goes on
+    assert not promotable(me, [me], 2)  # n = 1, not 2: alone it waits
+    assert promotable(me, [me, p(1, 0.1, 10**6)], 2)  # n = 2, eta = 2: the top one
 
 
 @dataclass

@@ -56,25 +56,27 @@ def searched(toy_data, tiny_bert, tmp_path_factory):
     """Six LoRA trials, the first a fast learner; the others slow (tiny lr) and at least as
     large, so they trail it at the first rung."""
     folder = tmp_path_factory.mktemp("mf")
-    fast = {"lora.rank": 2, "lora.lr": 5e-3}
-    slow = [{"lora.rank": rank, "lora.lr": 1e-6} for rank in (4, 8, 4, 16, 8)]
+    everywhere = {"lora.targets": "all", "lora.layers": "all"}  # sizes follow the rank alone
+    everywhere |= {"lora.alpha_ratio": 2.0, "lora.rslora": False, "lora.init": "kaiming"}  # α = 2r
+    fast = {"lora.rank": 2, "lora.lr": 5e-3} | everywhere
+    slow = [{"lora.rank": rank, "lora.lr": 1e-6} | everywhere for rank in (4, 8, 4, 16, 8)]
     study = _search(_fixed(toy_data, tiny_bert), folder, 6, enqueue=[fast, *slow])
     return study, folder
 
 
-def test_rungs_are_evaluated_and_the_unpromotable_stop_there(searched):
+def test_rungs_are_evaluated_and_the_unpromoted_pause_there(searched):
     study, _ = searched
     assert RUNGS == (3, 9, 27)
     trials = trial_records(study)
     assert {t.state for t in trials} <= {"COMPLETE", "PRUNED"}
-    pruned = [t for t in trials if t.state == "PRUNED"]
-    assert pruned, [t.reason for t in trials]
-    for trial in pruned:
+    paused = [t for t in trials if t.state == "PRUNED"]
+    assert paused, [t.reason for t in trials]
+    for trial in paused:
         step = RUNGS[trial.rung - 1]
-        assert trial.rung < len(RUNGS) and trial.steps_used == step
+        assert trial.rung < len(RUNGS) and trial.paused_at == step
+        assert trial.steps_used == step - trial.resumed_from  # its own steps only
         assert max(trial.curve) == step and max(trial.dev_loss_curve) == step
-        assert trial.reason.startswith(f"not promoted at rung {trial.rung} (step {step} of {R})")
-        assert "Pareto layer" in trial.reason
+        assert f"paused at rung {trial.rung} (step {step} of {R}): rank " in trial.reason
         assert sorted(trial.rungs) == list(RUNGS[: trial.rung])  # its point at each rung
     for trial in trials:
         # each rung reached was evaluated, and nothing else (no --eval-every: only the rungs)
@@ -86,13 +88,44 @@ def test_rungs_are_evaluated_and_the_unpromotable_stop_there(searched):
             assert signal == pytest.approx(-trial.dev_loss_curve[step])
 
 
+def _chain(by_number, trial):
+    """The trials that trained one configuration, first to last (continuations follow links)."""
+    chain = [trial]
+    while chain[0].continues is not None:
+        chain.insert(0, by_number[chain[0].continues])
+    return chain
+
+
+def test_promotions_continue_paused_trials_from_their_rung(searched):
+    study, folder = searched
+    trials = trial_records(study)
+    by_number = {t.number: t for t in trials}
+    continuations = [t for t in trials if t.continues is not None]
+    assert continuations
+    assert sum(t.continues is None for t in trials) == 6  # --trials counts configurations
+    for trial in continuations:
+        before = by_number[trial.continues]
+        assert before.state == "PRUNED" and before.paused_at is not None
+        assert trial.number > before.number and trial.knobs == before.knobs
+        assert trial.resumed_from == before.paused_at  # from its checkpoint, not from step 0
+        assert f"continues trial {before.number}; resumed at step {before.paused_at}" in trial.reason or trial.state == "COMPLETE"
+        assert {s: v for s, v in trial.rungs.items() if s <= before.paused_at} == before.rungs
+        assert [c.continues for c in continuations].count(before.number) == 1  # once each
+    kept = {int(p.name) for p in study_root(f"sqlite:///{folder / 'study.db'}", "mf").glob("*")}
+    continued = {t.continues for t in continuations}
+    assert kept == {t.number for t in trials if t.paused_at is not None} - continued
+
+
 def test_promoted_trials_reach_the_full_budget_and_only_they_make_the_front(searched):
     study, _ = searched
     trials = trial_records(study)
+    by_number = {t.number: t for t in trials}
     complete = [t for t in trials if t.state == "COMPLETE"]
-    assert complete and trials[0].state == "COMPLETE"  # the fast learner goes all the way
+    assert complete
     for trial in complete:
-        assert trial.rung == len(RUNGS) and trial.steps_used == R and max(trial.curve) == R
+        chain = _chain(by_number, trial)
+        assert trial.rung == len(RUNGS) and max(trial.curve) == R
+        assert sum(t.steps_used for t in chain) == R  # each step paid once along the chain
     front = {t.number for t in records.front(study)}
     assert front and front <= {t.number for t in complete}
 
@@ -162,7 +195,13 @@ def test_cli_flags_and_the_pareto_json(capsys, toy_data, tiny_bert, tmp_path, mo
     out = json.loads(capsys.readouterr().out)
     assert all(row["rung"] >= 1 for row in out["trials"])
     full = [row for row in out["trials"] if row["state"] == "COMPLETE"]
-    assert full and all(row["steps_used"] == 9 and row["rung"] == 2 for row in full)
+    assert full and all(row["rung"] == 2 for row in full)
+    by_number = {row["number"]: row for row in out["trials"]}
+    for row in full:  # a promotion's own steps plus its paused predecessor's: the full budget
+        before = by_number.get(row["continues"], {"steps_used": 0})
+        assert row["steps_used"] + before["steps_used"] == 9
+    assert sum(row["continues"] is None for row in out["trials"]) == 2  # --trials: configurations
+    assert {"paused_at", "continues"} <= set(out["trials"][0])
     assert main(["pareto", "--study", out["study"], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["trials"] == out["trials"]
     assert main(["search", *args, "--steps", "6", "--no-fidelity", "--study", "nf", "--json"]) == 0

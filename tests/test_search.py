@@ -70,7 +70,7 @@ def test_space_yields_only_valid_configurations_for_every_variant():
         build_adapter(variant, **knobs)  # raises on any invalid knob
         for name, knob in space.knobs[variant].items():
             value = trial.params[f"{variant}.{name}"]
-            assert knob.low <= value <= knob.high
+            assert value in knob.choices if knob.choices else knob.low <= value <= knob.high
         seen.add(variant)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     assert seen == set(VARIANTS)
@@ -122,9 +122,8 @@ def test_lora_drop_up_front_count_is_its_upper_bound(toy_data, tiny_bert):
 
 def test_budget_rejects_without_training(toy_data, tiny_bert, tmp_path, monkeypatch):
     fixed = _fixed(toy_data, tiny_bert)
-    smallest = planned_counts(
-        Trial(fixed.data, fixed.model, build_adapter("lora", rank=2), fixed.train)
-    ).trainable
+    lowest = build_adapter("lora", rank=2, targets="qv", layers="top-1")  # the space's smallest
+    smallest = planned_counts(Trial(fixed.data, fixed.model, lowest, fixed.train)).trainable
     trained = []
     monkeypatch.setattr(
         objective_module,
@@ -156,9 +155,11 @@ def test_early_stopping_stops_exactly_the_trials_the_rule_names(toy_data, tiny_b
     study = optuna.create_study(
         study_name="es", storage=storage, directions=["maximize", "minimize"]
     )
-    study.enqueue_trial({"lora.rank": 16, "lora.lr": 5e-3})  # learns fast
+    everywhere = {"lora.targets": "all", "lora.layers": "all"}  # as before placement was drawn
+    everywhere |= {"lora.alpha_ratio": 2.0, "lora.rslora": False, "lora.init": "kaiming"}  # α = 2r
+    study.enqueue_trial({"lora.rank": 16, "lora.lr": 5e-3} | everywhere)  # learns fast
     for rank in (16, 32, 2):
-        study.enqueue_trial({"lora.rank": rank, "lora.lr": 1e-4})  # slow learners
+        study.enqueue_trial({"lora.rank": rank, "lora.lr": 1e-4} | everywhere)  # slow learners
     fixed = _fixed(toy_data, tiny_bert, steps=60, eval_every=20)
     study = _search(
         fixed, tmp_path, 4, name="es", variants=["lora"], margin=0.05, fidelity=False
@@ -217,11 +218,14 @@ def test_resume_keeps_old_trials_and_adds_new(toy_data, tiny_bert, tmp_path):
     fixed = _fixed(toy_data, tiny_bert)
     first = study_report(_search(fixed, tmp_path, 2, variants=["lora", "vera"]))
     second = study_report(_search(fixed, tmp_path, 2, variants=["lora", "vera"]))
-    assert [t["number"] for t in second["trials"]] == [0, 1, 2, 3]
-    assert second["trials"][:2] == [
+    kept = len(first["trials"])  # two configurations and the promotions they made
+    assert sum(t["continues"] is None for t in first["trials"]) == 2
+    assert sum(t["continues"] is None for t in second["trials"]) == 4
+    assert [t["number"] for t in second["trials"]] == list(range(len(second["trials"])))
+    assert second["trials"][:kept] == [
         dict(t, pareto=s["pareto"]) for t, s in zip(first["trials"], second["trials"], strict=False)
     ]
-    assert second["trials"][2]["params"] != first["trials"][0]["params"]  # no replayed draws
+    assert second["trials"][kept]["params"] != first["trials"][0]["params"]  # no replayed draws
     other = _fixed(toy_data, tiny_bert)
     other.data = DataConfig(data=str(toy_data), text_column="sentence", train_samples=50)
     with pytest.raises(LorasearchError, match="searches another task or model"):

@@ -175,7 +175,7 @@ def train(
     train_split = data["train"]
     context = InjectContext(
         head_modules=loaded.head_modules,
-        target_modules=loaded.target_modules,
+        target_modules=adapter.placed_targets(loaded.target_modules),
         seed=config.seed,
         total_steps=config.steps,
         sample_trainer=SampleTrainer(train_split, config, device, pad_id, pad_left),
@@ -239,15 +239,16 @@ def train(
                     best_state = adapter.checkpoint_state(model)
                 if progress:
                     progress(step=step, loss=train_loss, dev=dev_metric)
-                if on_eval and (reason := on_eval(point)):
-                    stopped_early = reason
-                    break
+                # saved before the rung's verdict: a paused trial may be continued from here
                 if checkpoint is not None and step in config.eval_steps and step < config.steps:
                     loop = ckpt.LoopState(
                         step, best_metric, best_step, best_state, tokens, train_time_s,
                         eval_time_s, [asdict(p) for p in curve],
                     )  # fmt: skip
                     ckpt.save(checkpoint, key, loop, model, adapter, stepper)
+                if on_eval and (reason := on_eval(point)):
+                    stopped_early = reason
+                    break
             elif progress and step % 10 == 0:
                 progress(step=step, loss=loss_sum / max(loss_count, 1))
 
@@ -292,7 +293,10 @@ def train(
         result.eval_time_s += time.perf_counter() - tick
     result.wall_time_s = time.perf_counter() - wall_start
     if export_dir is not None:
-        export(adapter, model, result, task, loaded, export_dir, config.max_length)
+        export(
+            adapter, model, result, task, loaded, export_dir, config.max_length,
+            context.target_modules,
+        )  # fmt: skip
     return result
 
 
@@ -501,8 +505,12 @@ def export(
     loaded: LoadedModel,
     directory: Path,
     max_length: int,
+    adapted_modules: list[str],
 ) -> None:
-    """Write the adapter with the label mapping, the tokenization length and the result."""
+    """Write the adapter with the label mapping, the tokenization length and the result.
+
+    ``target_modules`` is the model-level list (the loader's, which ``lorasearch.load`` passes
+    back to it); ``adapted_modules`` the projections the adapter wraps (its placement)."""
     directory.mkdir(parents=True, exist_ok=True)
     adapter.export(model, directory)
     result.export_dir = str(directory)
@@ -523,6 +531,7 @@ def export(
             "trainable_params": result.trainable_params,
             "stored_params": result.stored_params,
             "target_modules": loaded.target_modules,
+            "adapted_modules": list(adapted_modules),
             "max_length": max_length,
         },
     )
