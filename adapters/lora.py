@@ -127,6 +127,8 @@ class LoraAdapter(PeftAdapter):
             # PEFT's olora_init ignores fan_in_fan_out: Conv1D's transposed weight gives A, B of
             # the wrong shapes.
             raise LorasearchError("init olora does not support GPT-2's Conv1D layers; use pissa")
+        if self.config.init in ("pissa", "olora"):
+            _check_rank_fits(model, context.target_modules, self.config.rank, self.config.init)
         knobs = peft_fields(model, context) | dict(
             r=self.config.rank,
             lora_alpha=self.config.alpha,
@@ -142,6 +144,18 @@ class LoraAdapter(PeftAdapter):
         if not self.converts_export():
             return counts
         return ParamCounts(counts.adapter, counts.head, counts.stored + lora_numel(model))
+
+
+def _check_rank_fits(model: nn.Module, targets: list[str], rank: int, init: str) -> None:
+    """PiSSA and OLoRA take r singular vectors (or QR columns) of each adapted W: a rank above
+    min(in, out) of one of them has none to take (PEFT then builds A, B its export cannot hold)."""
+    for name in targets:
+        weight = model.get_submodule(name).weight
+        if rank > min(weight.shape):
+            raise LorasearchError(
+                f"init {init} needs rank <= min(in, out) of every adapted module; rank {rank} > "
+                f"{min(weight.shape)} for {name}"
+            )
 
 
 def lora_layers(model: nn.Module) -> dict[str, nn.Module]:

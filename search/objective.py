@@ -49,6 +49,14 @@ def make_objective(
     rungs = config.rungs(fixed.train.steps)
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
+        try:
+            return start(trial)
+        except KeyboardInterrupt:  # (during training `run` has said so already)
+            if not trial.user_attrs.get(records.FAIL_REASON):
+                recording.record_reason(trial, "interrupted (Ctrl-C)")
+            raise
+
+    def start(trial: optuna.Trial) -> tuple[float, float]:
         recording.record_start(trial, f"{socket.gethostname()}:{os.getpid()}")
         if (earlier := promotion.duplicate_of(study, trial.number)) is not None:
             recording.record_duplicate(trial, earlier)

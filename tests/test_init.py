@@ -102,6 +102,15 @@ def test_olora_on_conv1d_is_refused(tiny_models):
         _ours(tiny_models["gpt2"], "lora", rank=4, init="olora")
 
 
+@pytest.mark.parametrize("init", ["pissa", "olora"])
+def test_a_rank_above_a_modules_smaller_side_is_refused(tiny_bert, init):
+    # hidden 32: rank 33 has no 33rd singular vector (or QR column) to take; kaiming has no limit
+    with pytest.raises(LorasearchError, match=f"init {init} needs rank <= min\\(in, out\\)"):
+        _ours(tiny_bert, "lora", rank=33, init=init)
+    _ours(tiny_bert, "lora", rank=32, init=init)
+    _ours(tiny_bert, "lora", rank=33, init="kaiming")
+
+
 # --- the defining equations -----------------------------------------------------------------------
 
 

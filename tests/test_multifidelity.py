@@ -108,7 +108,10 @@ def test_promotions_continue_paused_trials_from_their_rung(searched):
         assert before.state == "PRUNED" and before.paused_at is not None
         assert trial.number > before.number and trial.knobs == before.knobs
         assert trial.resumed_from == before.paused_at  # from its checkpoint, not from step 0
-        assert f"continues trial {before.number}; resumed at step {before.paused_at}" in trial.reason or trial.state == "COMPLETE"
+        assert (
+            f"continues trial {before.number}; resumed at step {before.paused_at}" in trial.reason
+            or trial.state == "COMPLETE"
+        )
         assert {s: v for s, v in trial.rungs.items() if s <= before.paused_at} == before.rungs
         assert [c.continues for c in continuations].count(before.number) == 1  # once each
     kept = {int(p.name) for p in study_root(f"sqlite:///{folder / 'study.db'}", "mf").glob("*")}

@@ -46,7 +46,9 @@ def synthetic_table(folder: Path, n: int = 24, seed: int = 0) -> Path:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(table_py.COLUMNS)
-        for index, variant, _knobs, drawn in table_py.draws(n, R, seed, SearchSpace.default(variants).to_json()):
+        for index, variant, _knobs, drawn in table_py.draws(
+            n, R, seed, SearchSpace.default(variants).to_json()
+        ):
             params = int(10 ** rng.uniform(3, 6))
             final = CHANCE + rng.uniform(0.05, 0.4)
             tau = rng.uniform(2, 12)
