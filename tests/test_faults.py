@@ -30,6 +30,10 @@ from lorasearch.training.trainer import TrainConfig
 from lorasearch.training.trial import DataConfig, ModelConfig
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED)
+# The default space may draw PiSSA/OLoRA at a rank above the tiny models' hidden size (32): such a
+# trial fails before training, with this reason, and the search goes on (which worker draws it
+# depends on timing, so the many-worker tests allow it).
+BAD_DRAW = "needs rank <= min(in, out)"
 
 
 def _args(toy_data, tiny_bert, steps: int) -> list[str]:
@@ -146,10 +150,10 @@ def test_two_workers_finish_one_postgres_study_with_the_exact_trial_count(
     # Six configurations ended, and the promotions they caused (continuations of paused trials,
     # not counted); with the rungs shared across both workers some pause at a rung.
     states = [t.state for t in study.trials]
-    assert set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
-    assert TrialState.COMPLETE in states
     trials = trial_records(study)
-    assert sum(t.continues is None for t in trials) == 6
+    assert all(t.state != "FAIL" or BAD_DRAW in t.reason for t in trials)
+    assert TrialState.COMPLETE in states
+    assert sum(t.continues is None and t.state != "FAIL" for t in trials) == 6
     assert len({t.worker for t in trials}) == 2  # both did work
     runs = _runs(tracking, "shared")
     parents = [r for r in runs if r.data.tags.get("lorasearch.role") == "study"]
@@ -180,7 +184,8 @@ def test_two_postgres_workers_promote_at_rungs_and_resume_a_killed_workers_trial
     trials = trial_records(study)
     configurations = [t for t in trials if t.continues is None]
     assert sum(t.state in ("COMPLETE", "PRUNED") for t in configurations) == total
-    assert [t.number for t in trials if t.state == "FAIL"] == [number]  # only the killed one
+    failed = [t.number for t in trials if t.state == "FAIL" and BAD_DRAW not in t.reason]
+    assert failed == [number]  # only the killed one
     (retry,) = [t for t in trials if t.retry_of == number]
     assert retry.resumed_from == resumed_at and retry.worker != worker
     rungs = rung_steps(steps, 44)  # 44, 133, 400: wide enough to kill a trial mid-run
