@@ -117,8 +117,9 @@ def optimize(
     folders) run one study each and return one report each.
 
     Multi-fidelity (default): each trial is evaluated at rungs ``max_steps``/``eta``^k down to
-    ``min_steps`` and goes on past a rung only if promotable by Pareto layer among the trials
-    seen there; ``max_steps`` (R, the full budget; ``steps`` alone means the same) defaults to
+    ``min_steps`` (default R/27) and goes on past a rung only if it ranks in the top 1/eta
+    there (Pareto layer, then hypervolume contribution); the others pause, and a later promotion
+    continues them from their checkpoint (``trials`` counts configurations); ``max_steps`` (R, the full budget; ``steps`` alone means the same) defaults to
     300, ``eta`` to 3, ``fidelity_signal`` to ``dev_loss`` (or ``dev_metric``); ``fidelity=False``
     trains every trial to R. A resumed study keeps its own rungs.
 

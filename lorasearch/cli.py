@@ -209,10 +209,10 @@ def variants(as_json):
 @click.option("--early-stop/--no-early-stop", default=True, show_default=True)
 @click.option("--early-stop-margin", type=float, default=0.01, show_default=True)
 @click.option("--fidelity/--no-fidelity", default=True, show_default=True,
-              help="Multi-fidelity: stop at a rung the trials not promotable by Pareto layer; "
-              "--no-fidelity trains every trial to R.")  # fmt: skip
+              help="Multi-fidelity: at each rung only the top 1/eta go on, the rest pause "
+              "(a later promotion continues them); --no-fidelity trains every trial to R.")  # fmt: skip
 @click.option("--max-steps", type=int, help="The full budget R [default: --steps, 300].")
-@click.option("--min-steps", type=int, help="The lowest rung [default: R // eta, at least 5].")
+@click.option("--min-steps", type=int, help="The lowest rung [default: R // 27, at least 5].")
 @click.option("--eta", type=int, default=3, show_default=True,
               help="Rungs at R/eta^k; the top ~1/eta at a rung go on.")  # fmt: skip
 @click.option("--fidelity-signal", type=click.Choice(["dev_loss", "dev_metric"]),

@@ -35,7 +35,7 @@ class SearchConfig:
     total: bool = False  # trials = the study's target of ended trials, not how many to add
     heartbeat_s: float = 30.0  # a silent worker's trial is failed after 2 heartbeats (and retried)
     # Multi-fidelity (search/fidelity.py): rungs at R/eta^k .. R (R = the trials' steps), down to
-    # min_steps; at each rung below R a trial goes on only if promotable by Pareto layer.
+    # min_steps; at each rung below R the top 1/eta go on, the rest pause (search/promotion.py).
     fidelity: bool = True
     min_steps: int | None = None  # the lowest rung [default: fidelity.rung_steps' own]
     eta: int = 3
