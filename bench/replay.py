@@ -160,6 +160,20 @@ def nearest(trial, variant: str, unused: dict[int, Config], rng: random.Random) 
     return min(same, key=lambda c: (distance(c), c.index))
 
 
+def draw(study, space, R: int, unused: dict[int, Config], rng: random.Random):
+    """Ask the sampler and answer with the nearest unused table configuration; a failed one
+    (diverged in the table) is told FAIL and comes back as None."""
+    from optuna.trial import TrialState
+
+    trial = study.ask()
+    variant, _ = space.suggest(trial, R)
+    config = unused.pop(nearest(trial, variant, unused, rng).index)
+    if config.failed:
+        study.tell(trial, state=TrialState.FAIL)
+        return trial, None
+    return trial, config
+
+
 def run(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps: int | None):
     """One replay: [(steps spent, hypervolume)] after each trial, starting at (0, 0)."""
     if strategy.startswith("asha"):
@@ -186,11 +200,8 @@ def run(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps
     front: list[tuple[float, int]] = []
     budget, spent, history = trials * R, 0, [(0, 0.0)]
     while spent < budget and unused:
-        trial = study.ask()
-        variant, _ = space.suggest(trial, R)
-        config = unused.pop(nearest(trial, variant, unused, rng).index)
-        if config.failed:
-            study.tell(trial, state=TrialState.FAIL)
+        trial, config = draw(study, space, R, unused, rng)
+        if config is None:
             continue
         stopped = None
         steps = sorted(config.curve)
@@ -276,11 +287,8 @@ def run_asha(table: Table, strategy: str, seed: int, trials: int, eta: int, min_
                 study.tell(trial, [config.best, config.params])
                 front.append((config.best, config.params))
         elif unused:
-            trial = study.ask()
-            variant, _ = space.suggest(trial, R)
-            config = unused.pop(nearest(trial, variant, unused, rng).index)
-            if config.failed:
-                study.tell(trial, state=TrialState.FAIL)
+            trial, config = draw(study, space, R, unused, rng)
+            if config is None:
                 continue
             if climb(config, dict(trial.params), -1):
                 study.tell(trial, [config.best, config.params])
