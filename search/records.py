@@ -227,6 +227,8 @@ def write_new_study(
     study: optuna.Study, fixed: Fixed, metric: str, chance: float, full_params: int
 ) -> None:
     """A new study's record, at the current version."""
+    # The objectives by name, for Optuna's plots and optuna-dashboard (which else shows "0"/"1");
+    # every study lorasearch has created holds them (a resumed or joined one already does).
     study.set_metric_names([metric, "trainable_params"])
     study.set_user_attr(VERSION, RECORD_VERSION)
     study.set_user_attr(METRIC, metric)
