@@ -230,7 +230,9 @@ def run_asha(table: Table, strategy: str, seed: int, trials: int, eta: int, min_
     configuration records its point at each rung and goes on if among the rung's
     ``fidelity.promotions``, else pauses; each point recorded enqueues the paused trials that
     now rank there, and a queued promotion runs before a new configuration is sampled (as
-    Optuna hands out waiting trials first). The sampler is told PRUNED at a pause and the full
+    Optuna hands out waiting trials first). The top rung below R rounds its count up, and once
+    every table configuration has started, ``promotion.finish``'s rounding up at every rung
+    applies (``fidelity.promotion_count``). The sampler is told PRUNED at a pause and the full
     result by the trial that reaches R (an enqueued trial with the same parameters)."""
     import warnings
 
@@ -268,7 +270,8 @@ def run_asha(table: Table, strategy: str, seed: int, trials: int, eta: int, min_
                 return True
             here = points[rungs[k]]
             here[config.index] = RungPoint(config.index, signal(config, rungs[k]), config.params)
-            chosen = {p.number for p in promotions(list(here.values()), eta)}
+            top = k == len(rungs) - 2
+            chosen = {p.number for p in promotions(list(here.values()), eta, top=top)}
             for index in sorted(chosen - {config.index}):
                 if (rungs[k], index) in paused:
                     queue.append((k, table.configs_by_index[index], paused.pop((rungs[k], index))))
@@ -276,6 +279,15 @@ def run_asha(table: Table, strategy: str, seed: int, trials: int, eta: int, min_
                 paused[(rungs[k], config.index)] = params
                 return False
         return True
+
+    def finish() -> bool:
+        """Every configuration started: ``promotion.finish``'s promotions; False: none."""
+        for k, rung in enumerate(rungs[:-1]):
+            chosen = {p.number for p in promotions(list(points[rung].values()), eta, final=True)}
+            for index in sorted(chosen):
+                if (rung, index) in paused:
+                    queue.append((k, table.configs_by_index[index], paused.pop((rung, index))))
+        return bool(queue)
 
     while spent < budget:
         if queue:
@@ -295,7 +307,7 @@ def run_asha(table: Table, strategy: str, seed: int, trials: int, eta: int, min_
                 front.append((config.best, config.params))
             else:
                 study.tell(trial, state=TrialState.PRUNED)
-        else:
+        elif not finish():
             break
         history.append((spent, hypervolume(front, table.chance, table.full_params)))
     return history

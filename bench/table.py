@@ -157,10 +157,40 @@ def train_one(fixed, variant: str, knobs: dict):
     return result, probe.losses[: len(result.curve)]  # the last call scored the test split
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    from lorasearch.errors import LorasearchError
+
+    try:
+        shard, shards = (int(part) for part in text.split("/"))
+    except ValueError:
+        shard, shards = -1, 0
+    if not 0 <= shard < shards:
+        raise LorasearchError(f"--shard {text!r} is not K/N with 0 <= K < N")
+    return shard, shards
+
+
+def append(handle, rows: list[list]) -> None:
+    """Append one configuration's rows in a single locked write, so shards never interleave."""
+    import fcntl
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        handle.write(buffer.getvalue())
+        handle.flush()
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def read_table(path: Path) -> list[dict]:
     """The CSV's rows with numbers parsed (empty scores are NaN)."""
+    import fcntl
+
     rows = []
     with open(path, newline="") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)  # never half a shard's write
         for row in csv.DictReader(handle):
             parsed = dict(row)
             for key in ("config", "trainable_params", "step"):
@@ -247,10 +277,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (training seed 0)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--report", type=Path, help="only print the correlations of this CSV")
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        help="K/N: train only draws i with i %% N == K, so N processes (or machines sharing the "
+        "folder) build one table together; each configuration's rows are appended under a lock",
+    )
     args = parser.parse_args()
     if args.report:
         report(args.report)
         return
+    shard, shards = parse_shard(args.shard)
     quiet_libraries()
     eval_every = args.eval_every or max(1, args.steps // 27)
     missing = [
@@ -319,12 +356,11 @@ def main() -> None:
 
     new_file = not csv_path.exists()
     with open(csv_path, "a", newline="") as handle:
-        writer = csv.writer(handle)
         if new_file:
-            writer.writerow(COLUMNS)
+            append(handle, [COLUMNS])
         space = json.dumps(meta["space"])
         for index, variant, knobs, params in draws(args.configs, args.steps, args.seed, space):
-            if index in done:
+            if index in done or index % shards != shard:
                 continue
             tick = time.perf_counter()
             drawn = json.dumps(params, sort_keys=True, separators=(",", ":"))
@@ -332,18 +368,16 @@ def main() -> None:
                 result, losses = train_one(fixed, variant, knobs)
             except LorasearchError as exc:  # diverged: a failed configuration
                 print(f"config {index} {variant}: failed ({exc})", file=sys.stderr)
-                writer.writerow([index, variant, 0, "", 0, "", "", "", "", drawn])
-                handle.flush()
+                append(handle, [[index, variant, 0, "", 0, "", "", "", "", drawn]])
                 continue
             per_step = result.train_time_s / max(result.steps, 1)
-            for point, loss in zip(result.curve, losses, strict=True):
-                writer.writerow(
-                    [index, variant, result.trainable_params, f"{per_step:.5f}", point.step,
-                     f"{point.dev_metric:.6f}", f"{loss:.6f}", f"{result.dev_metric:.6f}",
-                     "" if result.test_metric is None else f"{result.test_metric:.6f}", drawn]
-                )  # fmt: skip
-            handle.flush()
-            done.add(index)
+            append(handle, [
+                [index, variant, result.trainable_params, f"{per_step:.5f}", point.step,
+                 f"{point.dev_metric:.6f}", f"{loss:.6f}", f"{result.dev_metric:.6f}",
+                 "" if result.test_metric is None else f"{result.test_metric:.6f}", drawn]
+                for point, loss in zip(result.curve, losses, strict=True)
+            ])  # fmt: skip
+            done = {r["config"] for r in read_table(csv_path)}  # other shards' too
             meta["configs"] = len(done)
             meta_path.write_text(json.dumps(meta, indent=1) + "\n")
             print(

@@ -216,8 +216,9 @@ def _rung_gate(
         ]
         candidate = fidelity.RungPoint(trial.number, signal, params)
         everyone = [*peers, candidate]
-        chosen = fidelity.promotions(everyone, config.eta)
-        promotion.promote(study, point.step, config.eta, skip=trial.number)
+        top = point.step == rungs[-2]
+        chosen = fidelity.promotions(everyone, config.eta, top=top)
+        promotion.promote(study, point.step, config.eta, top=top, skip=trial.number)
         if any(p.number == trial.number for p in chosen):
             return None
         if math.isnan(signal):

@@ -20,9 +20,10 @@ a new one), on Optuna trials, which cannot be paused:
   both were written when they were enqueued, before either ran, so the earlier one always sees
   no rival and the later one always sees it;
 - when the search has started all its configurations (``--trials``), :func:`finish` promotes at
-  each rung the top ``ceil(n / eta)`` rather than ``n // eta``, so that the best configurations
-  of the last, unfilled rungs reach the full budget (as the last bracket of synchronous
-  successive halving rounds up), until nothing more is promoted.
+  each rung the top ``ceil(n / eta)`` rather than ``n // eta``, and at least ``min(n, eta)``, so
+  that the best configurations of the last, unfilled rungs reach the full budget (as the last
+  bracket of synchronous successive halving rounds up) and a short search ends with at least
+  eta trials at the full budget rather than one, until nothing more is promoted.
 
 Why pause rather than promote the first arrivals (Optuna's ``SuccessiveHalvingPruner`` promotes
 a trial that is the best so far, so the first trials of a study go to the full budget): replayed
@@ -34,8 +35,6 @@ promotion on arrival, epsilon-net ranking) 0.81 and never.
 """
 
 from __future__ import annotations
-
-import math
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -54,16 +53,20 @@ def rung_points(study: optuna.Study, step: int) -> list[fidelity.RungPoint]:
 
 
 def promote(
-    study: optuna.Study, step: int, eta: int, *, final: bool = False, skip: int = -1
+    study: optuna.Study,
+    step: int,
+    eta: int,
+    *,
+    top: bool = False,
+    final: bool = False,
+    skip: int = -1,
 ) -> list[int]:
-    """Enqueue a continuation of every paused trial among rung ``step``'s promotions (``final``:
-    the top ``ceil(n / eta)``) that nothing continues yet; ``skip``: a trial that continues in
-    place. Returns the numbers of the trials promoted."""
+    """Enqueue a continuation of every paused trial among rung ``step``'s promotions (``top``:
+    the last rung below the full budget; ``final``: the end of the search; see
+    ``fidelity.promotion_count``) that nothing continues yet; ``skip``: a trial that continues
+    in place. Returns the numbers of the trials promoted."""
     points = rung_points(study, step)
-    keep = math.ceil(len(points) / eta) if final else len(points) // eta
-    chosen = {
-        p.number for p in fidelity.ranked([p for p in points if not math.isnan(p.signal)], keep)
-    }
+    chosen = {p.number for p in fidelity.promotions(points, eta, top=top, final=final)}
     trials = study.get_trials(deepcopy=False)
     continued = {t.user_attrs[CONTINUES] for t in trials if CONTINUES in t.user_attrs}
     promoted = []
@@ -122,7 +125,8 @@ def pending(study: optuna.Study) -> bool:
 
 def finish(study: optuna.Study, rungs: tuple[int, ...], eta: int) -> list[int]:
     """The end of a search's new configurations: promote at every rung below the full budget
-    the top ``ceil(n / eta)`` (lowest rung first). Returns the trials promoted (none: done)."""
+    the top ``ceil(n / eta)``, at least ``min(n, eta)`` (lowest rung first). Returns the
+    trials promoted (none: done)."""
     promoted = []
     for step in rungs[:-1]:
         promoted += promote(study, step, eta, final=True)

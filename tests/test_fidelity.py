@@ -17,6 +17,7 @@ from lorasearch.search.fidelity import (
     dominates,
     pareto_layers,
     promotable,
+    promotion_count,
     promotions,
     ranked,
     rung_steps,
@@ -93,6 +94,48 @@ def test_with_fewer_than_eta_points_nobody_goes_on():
     # with n = 3 = eta one goes on: the largest area, the cheap end of the front here
     assert promotions([cheap_low, big_high, p(2, 0.5, 20)], 3) == [cheap_low]
     assert promotable(cheap_low, [big_high, p(2, 0.5, 20)], 3)
+
+
+@pytest.mark.parametrize(
+    ("n", "eta", "inner", "top", "final"),
+    [
+        (0, 3, 0, 0, 0),
+        (1, 3, 0, 1, 1),
+        (2, 3, 0, 1, 2),
+        (3, 3, 1, 1, 3),
+        (4, 3, 1, 2, 3),
+        (9, 3, 3, 3, 3),
+        (10, 3, 3, 4, 4),
+        (18, 3, 6, 6, 6),
+        (5, 2, 2, 3, 3),
+        (7, 4, 1, 2, 4),
+    ],
+)
+def test_promotion_count(n, eta, inner, top, final):
+    """n // eta at an inner rung, ceil(n / eta) at the top one, and at the end of a search
+    ceil(n / eta) but at least min(n, eta)."""
+    assert promotion_count(n, eta) == inner
+    assert promotion_count(n, eta, top=True) == top
+    assert promotion_count(n, eta, final=True) == final
+    assert promotion_count(n, eta, top=True, final=True) == final
+
+
+def test_the_first_trial_at_the_top_rung_goes_on_at_once():
+    first, worse, better = p(0, 0.7, 1000), p(1, 0.6, 2000), p(2, 0.9, 10)
+    assert promotable(first, [], 3, top=True)
+    assert not promotable(first, [], 3)  # an inner rung waits for eta peers
+    assert not promotable(worse, [first], 3, top=True)  # ceil(2 / 3) = 1: the better one
+    assert promotable(better, [first, worse], 3, top=True)
+    # NaN points (diverged) count for nothing: one valid point still goes on at the top
+    assert promotions([p(3, float("nan"), 5), first], 3, top=True) == [first]
+    assert promotions([p(3, float("nan"), 5), first, worse], 3) == []
+
+
+def test_the_end_of_a_search_sends_at_least_eta_on():
+    points = [p(0, 0.9, 100), p(1, 0.8, 50), p(2, 0.7, 10), p(3, 0.6, 500), p(4, 0.5, 900)]
+    chosen = promotions(points, 3, final=True)
+    assert len(chosen) == 3 and set(chosen) == {points[0], points[1], points[2]}  # the front
+    assert promotions(points[:2], 3, final=True) == ranked(points[:2])
 
 
 def test_matches_optuna_on_one_objective():

@@ -124,6 +124,8 @@ def test_budget_rejects_without_training(toy_data, tiny_bert, tmp_path, monkeypa
     fixed = _fixed(toy_data, tiny_bert)
     lowest = build_adapter("lora", rank=2, targets="qv", layers="top-1")  # the space's smallest
     smallest = planned_counts(Trial(fixed.data, fixed.model, lowest, fixed.train)).trainable
+    middle = build_adapter("lora", rank=8, targets="attention", layers="all")  # some fit, some not
+    budget = planned_counts(Trial(fixed.data, fixed.model, middle, fixed.train)).trainable
     trained = []
     monkeypatch.setattr(
         objective_module,
@@ -132,10 +134,10 @@ def test_budget_rejects_without_training(toy_data, tiny_bert, tmp_path, monkeypa
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        study = _search(fixed, tmp_path, 6, variants=["lora"], max_params=smallest)
+        study = _search(fixed, tmp_path, 6, variants=["lora"], max_params=budget, seed=0)
     assert not [w for w in caught if "constraints_func" in str(w.message)]  # Optuna 5's way
     records = [t for t in trial_records(study) if t.planned_params is not None]  # (a draw the
-    over = [t for t in records if t.planned_params > smallest]  # tiny model cannot take fails)
+    over = [t for t in records if t.planned_params > budget]  # tiny model cannot take fails)
     assert over, "the draw should include configurations over the budget"
     for trial in over:
         assert trial.state == "PRUNED" and "over budget" in trial.reason
@@ -146,7 +148,8 @@ def test_budget_rejects_without_training(toy_data, tiny_bert, tmp_path, monkeypa
         if planned is None:  # failed before counting: PiSSA at a rank above hidden 32
             assert "needs rank <=" in TrialRecord.of(trial).reason
             continue
-        assert trial.constraints == {"max_params": planned - smallest}
+        assert trial.constraints == {"max_params": planned - budget}
+    assert trained, "the seeded draw should include configurations within the budget"
     assert len(trained) == len(records) - len(over)  # only configurations that fit trained
     # A budget below every configuration of the space is refused before any study exists.
     with pytest.raises(LorasearchError, match="below the smallest configuration in the space"):

@@ -164,6 +164,10 @@ def train(
     ``score_test`` False (or a callable returning False for the trained result) skips the test
     split: ``test_metric`` stays None and no evaluation time is spent on it.
 
+    ``export_dir``: where the trained adapter is exported, unless ``on_eval`` stopped the run
+    (a paused or early-stopped trial's adapter is never exported or logged: saving it cost a
+    write per pause for nothing).
+
     ``on_step(step, loss)`` sees each step's loss where it is read (every step on CPU, every
     10th on accelerators, where reading it would sync the host)."""
     wall_start = time.perf_counter()
@@ -292,7 +296,7 @@ def train(
         )
         result.eval_time_s += time.perf_counter() - tick
     result.wall_time_s = time.perf_counter() - wall_start
-    if export_dir is not None:
+    if export_dir is not None and not stopped_early:  # a paused or stopped trial is never used
         export(
             adapter, model, result, task, loaded, export_dir, config.max_length,
             context.target_modules,
