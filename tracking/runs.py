@@ -430,22 +430,30 @@ class MlflowTracking:
             return False
 
     def register(self, run_id: str, name: str, directory: Path, description: str) -> str:
-        """Register the exported adapter (stored on the run if it isn't yet) with alias ``best``;
-        returns the model version. Registration is what the user asked for, so errors raise."""
+        """Log the export as a pyfunc model on the trial's run (:mod:`~lorasearch.tracking.pyfunc`;
+        the raw folder stays under ``adapter/``, stored if it isn't yet) and register that as a
+        new version of ``name`` with alias ``best``; returns the version. Registration is what
+        the user asked for, so errors raise."""
         from mlflow.exceptions import MlflowException
+
+        from lorasearch.tracking import pyfunc
 
         try:
             if not self.client.list_artifacts(run_id, ADAPTER_PATH):
                 self.client.log_artifacts(run_id, str(directory), ADAPTER_PATH)
-            try:
-                self.client.create_registered_model(name, description=description)
-            except MlflowException as exc:
-                if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
-                    raise
-            source = f"{self.client.get_run(run_id).info.artifact_uri}/{ADAPTER_PATH}"
-            version = self.client.create_model_version(
-                name, source, run_id=run_id, description=description
-            )
+            parent = self.client.get_run(run_id).data.tags.get("mlflow.parentRunId")
+            data = self.client.get_run(parent).data.params.get("data") if parent else None
+            with pyfunc.global_tracking_uri(self.uri):
+                model = pyfunc.log_model(self.client, run_id, directory, data)
+                try:
+                    self.client.create_registered_model(name, description=description)
+                except MlflowException as exc:
+                    if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                        raise
+                version = self.client.create_model_version(
+                    name, model.model_uri, run_id=run_id, description=description,
+                    model_id=model.model_id,
+                )  # fmt: skip
             self.client.set_registered_model_alias(name, "best", version.version)
             return str(version.version)
         except Exception as exc:
