@@ -72,7 +72,7 @@ def _split(n: int) -> TokenizedSplit:
 def test_subsample_stops_early_for_a_near_constant_model_and_scores_all_for_a_noisy_one():
     split, config = _split(1000), TrainConfig(eval_batch_size=100, seed=1)
     metric, loss, examples = evaluate_subsample(_Scorer(False), split, "accuracy", config, 0, CPU)
-    assert examples == 300  # chunks of 100 until at least 256
+    assert examples == 150  # chunks of 50 (half the eval batch) until at least 128
     assert loss == pytest.approx(math.log(2))
     metric, loss, examples = evaluate_subsample(_Scorer(True), split, "accuracy", config, 0, CPU)
     assert examples is None  # all of dev: the losses spread too much to stop
@@ -112,7 +112,7 @@ def test_a_search_like_run_subsamples_its_early_rung_only(big_dev, tiny_bert):
     result = run_trial(_trial(big_dev, tiny_bert, eval_steps=(2, 20)))
     assert [p.step for p in result.curve] == [2, 20, 40]
     rung, *regular = result.curve
-    assert rung.dev_examples == RUNG_MIN_EXAMPLES  # near chance: the minimum (two chunks)
+    assert rung.dev_examples == RUNG_MIN_EXAMPLES  # near chance: the minimum (two chunks of 64)
     assert [p.dev_examples for p in regular] == [None, None]
     assert result.to_json()["curve"][0]["dev_examples"] == rung.dev_examples
     off = run_trial(_trial(big_dev, tiny_bert, eval_steps=(2, 20), rung_subsample=False))

@@ -20,9 +20,13 @@ from collections.abc import Iterable
 
 import torch
 
-# Below this many examples the spread itself is poorly estimated (and a 2-class metric on the
-# subsample is coarse); 256 is two chunks of the default eval batch size.
-RUNG_MIN_EXAMPLES = 256
+# Below this many examples the spread itself is poorly estimated: at 128 the losses' standard
+# deviation is known within about 6% (1 / sqrt(2n)), and a near-chance model's mean already has a
+# standard error well under RUNG_SE_NATS. 256 was the first choice; in the live search
+# (bench/fidelity_live.py, R = 300, dev 1,000) evaluation then took 21.5% of the wall time, most
+# of it at the first rung, where 256 examples cost about three training steps (1.8 s on one core
+# against 0.6 s a step) after only 11. 128 is two chunks of the default eval batch size.
+RUNG_MIN_EXAMPLES = 128
 # In the pilot table (bench/tables/sst2_pilot.csv, 16 configurations) the spread (std) of dev
 # cross-entropy across configurations at the first three rungs (steps 5, 15, 45) was 0.09, 0.05
 # and 0.11 nats. A standard error of 0.02 leaves 86% of the variance between configurations at
@@ -58,6 +62,13 @@ def needs_more_examples(tally: LossTally) -> bool:
     """Whether a rung's subsample scores another chunk: fewer than ``RUNG_MIN_EXAMPLES`` so far,
     or the mean's standard error above ``RUNG_SE_NATS``."""
     return tally.count < RUNG_MIN_EXAMPLES or tally.standard_error > RUNG_SE_NATS
+
+
+def rung_chunk_size(eval_batch_size: int) -> int:
+    """A rung scores chunks of half an eval batch (64 by default): the stopping rule is read
+    after each, so a model that needs 300 examples scores 320, not 384 (a chunk is a random
+    draw, so it can only stop between chunks: inside one the order is by length)."""
+    return max(1, eval_batch_size // 2)
 
 
 def rung_chunks(lengths: list[int], chunk_size: int, seed: int) -> list[list[int]]:

@@ -35,7 +35,12 @@ from lorasearch.errors import LorasearchError
 from lorasearch.training import checkpoint as ckpt
 from lorasearch.training.data import TokenizedSplit, collate, eval_batches, train_batches
 from lorasearch.training.dropout import use_fast_dropout
-from lorasearch.training.evaluation import LossTally, needs_more_examples, rung_chunks
+from lorasearch.training.evaluation import (
+    LossTally,
+    needs_more_examples,
+    rung_chunk_size,
+    rung_chunks,
+)
 from lorasearch.training.metrics import compute_metric
 from lorasearch.training.models import LoadedModel
 from lorasearch.training.tasks import TaskData
@@ -462,18 +467,20 @@ def evaluate_subsample(
     *,
     pad_left: bool = False,
 ) -> tuple[float, float, int | None]:
-    """``split`` scored in ``config.seed``'s fixed order, a chunk of ``eval_batch_size`` at a
-    time, until the mean cross-entropy is known well enough (``training/evaluation.py``):
-    ``(metric on the examples scored, their mean cross-entropy, how many or None for all)``.
-    One host sync per quarter chunk: the stopping rule reads the losses."""
+    """``split`` scored in ``config.seed``'s fixed order, a chunk (half an eval batch,
+    ``rung_chunk_size``) at a time, until the mean cross-entropy is known well enough
+    (``training/evaluation.py``): ``(metric on the examples scored, their mean cross-entropy,
+    how many or None for all)``. One host sync per batch of a quarter eval batch: the stopping
+    rule reads the losses."""
     model.eval()
     scored, predictions, tally = [], [], LossTally()
     # A chunk is a random draw, so its lengths span the split's (SST-2: mean 13 tokens, max 62):
-    # padded as one batch, 256 examples took 5.2 s on one core; sorted and cut into quarters,
-    # each padded alone, 1.8 s.
+    # padded as one batch, 256 examples took 5.2 s on one core; sorted and cut into batches of
+    # a quarter eval batch (32), each padded alone, 1.8 s.
     part = max(1, config.eval_batch_size // 4)
+    size = rung_chunk_size(config.eval_batch_size)
     with torch.inference_mode(), _autocast(device):
-        for chunk in rung_chunks(split.lengths, config.eval_batch_size, config.seed):
+        for chunk in rung_chunks(split.lengths, size, config.seed):
             for start in range(0, len(chunk), part):
                 indices = chunk[start : start + part]
                 logits, labels = _logits(model, split, indices, pad_id, device, pad_left)
