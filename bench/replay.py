@@ -225,7 +225,9 @@ def run(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps
     return history
 
 
-def run_asha(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps):
+def run_asha(
+    table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps, reached=None
+):
     """One replay of the search's successive halving with pauses (``search/promotion.py``): a
     configuration records its point at each rung and goes on if among the rung's
     ``fidelity.promotions``, else pauses; each point recorded enqueues the paused trials that
@@ -233,7 +235,8 @@ def run_asha(table: Table, strategy: str, seed: int, trials: int, eta: int, min_
     Optuna hands out waiting trials first). The top rung below R rounds its count up, and once
     every table configuration has started, ``promotion.finish``'s rounding up at every rung
     applies (``fidelity.promotion_count``). The sampler is told PRUNED at a pause and the full
-    result by the trial that reaches R (an enqueued trial with the same parameters)."""
+    result by the trial that reaches R (an enqueued trial with the same parameters).
+    ``reached``: a list that receives each configuration that reaches R, in order."""
     import warnings
 
     import optuna
@@ -298,6 +301,8 @@ def run_asha(table: Table, strategy: str, seed: int, trials: int, eta: int, min_
                 space.suggest(trial, R)
                 study.tell(trial, [config.best, config.params])
                 front.append((config.best, config.params))
+                if reached is not None:
+                    reached.append(config)
         elif unused:
             trial, config = draw(study, space, R, unused, rng)
             if config is None:
@@ -305,6 +310,8 @@ def run_asha(table: Table, strategy: str, seed: int, trials: int, eta: int, min_
             if climb(config, dict(trial.params), -1):
                 study.tell(trial, [config.best, config.params])
                 front.append((config.best, config.params))
+                if reached is not None:
+                    reached.append(config)
             else:
                 study.tell(trial, state=TrialState.PRUNED)
         elif not finish():

@@ -1,0 +1,126 @@
+"""Refit of the front a search finds, against the table's best configuration (issue 13).
+
+The search is the default multi-fidelity strategy replayed on the learning-curve table
+(``bench/replay.py``: the real promotion code and TPE, answered from the table), once per replay
+seed. Its pick is what ``lorasearch best`` picks with no budget: the configuration at the full
+budget with the best dev metric. The most frequent pick is then refit, trained again to R at the
+table's own settings (task, R, evaluations, dev and train samples, batch) with other training
+seeds, and its test metric compared with the table's best configuration's (the best dev metric
+of all the table's configurations: what a search that tried every one would pick).
+
+    python bench/refit_check.py bench/tables/sst2.csv [--replays 30] [--seeds 1,2,3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from replay import DEFAULT, Table, run_asha  # noqa: E402
+from table import read_table, train_one  # noqa: E402
+
+
+def picks(table: Table, replays: int, trials: int) -> list:
+    """Each replay's pick: the full-budget configuration with the best dev metric."""
+    chosen = []
+    for seed in range(replays):
+        reached: list = []
+        run_asha(table, DEFAULT, seed, trials, 3, None, reached)
+        chosen.append(max(reached, key=lambda c: (c.best, -c.params)))
+    return chosen
+
+
+def fixed_of(meta: dict, data: str | None):
+    from lorasearch.search.config import Fixed
+    from lorasearch.training.tasks import data_root
+    from lorasearch.training.trainer import TrainConfig
+    from lorasearch.training.trial import DataConfig, ModelConfig
+
+    return Fixed(
+        DataConfig(
+            task=meta["task"],
+            data=data or str(data_root() / meta["task"]),
+            train_samples=meta["train_samples"],
+            eval_samples=meta["eval_samples"],
+        ),
+        ModelConfig(),
+        TrainConfig(
+            steps=meta["steps"], eval_every=meta["eval_every"], batch_size=meta["batch_size"]
+        ),
+    )
+
+
+def knobs_of(config) -> dict:
+    """The adapter knobs of a table configuration (its Optuna params less the ``variant.``)."""
+    prefix = f"{config.variant}."
+    return {k[len(prefix) :]: v for k, v in config.drawn.items() if k.startswith(prefix)}
+
+
+def main() -> None:
+    import optuna
+
+    from lorasearch._quiet import quiet_libraries
+    from lorasearch.errors import LorasearchError
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("table", type=Path)
+    parser.add_argument("--replays", type=int, default=30, help="replayed searches")
+    parser.add_argument("--trials", type=int, help="budget in R [default: table / 4]")
+    parser.add_argument("--seeds", default="1,2,3", help="training seeds of the refit")
+    parser.add_argument("--data", help="data folder [default: $LORASEARCH_DATA/TASK]")
+    args = parser.parse_args()
+    if not args.table.exists():
+        raise LorasearchError(f"table not found: {args.table}")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    quiet_libraries()
+    table = Table.load(args.table)
+    meta = json.loads(args.table.with_suffix(".json").read_text())
+    tests = {row["config"]: row["test_metric"] for row in read_table(args.table)}
+    trials = args.trials or max(1, len(table.configs) // 4)
+    chosen = picks(table, args.replays, trials)
+    counts = collections.Counter(c.index for c in chosen)
+    best = max((c for c in table.configs if not c.failed), key=lambda c: (c.best, -c.params))
+    pick = table.configs_by_index[counts.most_common(1)[0][0]]
+    print(
+        f"{args.table}: {len(table.configs)} configurations, R = {table.steps}, budget "
+        f"{trials} x R, {args.replays} replays of {DEFAULT}\n"
+    )
+    print("| replays' pick | how often | variant | params | table dev | table test |")
+    print("|---|---|---|---|---|---|")
+    for index, n in counts.most_common():
+        c = table.configs_by_index[index]
+        print(f"| {index} | {n}/{args.replays} | {c.variant} | {c.params:,} | {c.best:.4f} | "
+              f"{tests[index]:.4f} |")  # fmt: skip
+    print(
+        f"\nthe table's best configuration: {best.index} ({best.variant}, {best.params:,} "
+        f"params), dev {best.best:.4f}, test {tests[best.index]:.4f}"
+    )
+    fixed = fixed_of(meta, args.data)
+    refits = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        spec = replace(fixed, train=replace(fixed.train, seed=seed))
+        result, _ = train_one(spec, pick.variant, knobs_of(pick))
+        refits.append(result.test_metric)
+        print(f"refit of {pick.index}, seed {seed}: dev {result.dev_metric:.4f}, test "
+              f"{result.test_metric:.4f}", flush=True)  # fmt: skip
+    mean = statistics.fmean(refits)
+    spread = statistics.stdev(refits) if len(refits) > 1 else 0.0
+    gap = 100 * (tests[best.index] - mean)
+    print(
+        f"\nrefit of the most frequent pick ({pick.index}), {len(refits)} seeds: test "
+        f"{mean:.4f} ± {spread:.4f}; the table's best configuration's test {tests[best.index]:.4f}:"
+        f" {gap:+.2f} pt {'within' if gap <= 0.5 else 'NOT within'} 0.5 pt"
+    )
+
+
+if __name__ == "__main__":
+    from lorasearch.errors import run_script
+
+    run_script(main)
