@@ -142,14 +142,14 @@ def load(directory: str | Path, device: str = "auto", trust_remote_code: bool = 
     """The export in ``directory`` (from ``train(export_dir=...)`` or ``pick(export_dir=...)``)
     on its base model, loaded the way its variant exports (``load_export``)."""
     from lorasearch.adapters import get_variant
-    from lorasearch.training.models import load_model
+    from lorasearch.training.models import export_base, load_model
     from lorasearch.training.trainer import resolve_device
 
     directory = Path(directory)
     meta = read_metadata(directory)
     target = resolve_device(device)
     loaded = load_model(
-        meta.get("base_model"), meta["label_names"], targets=meta.get("target_modules"),
+        export_base(meta), meta["label_names"], targets=meta.get("target_modules"),
         trust_remote_code=trust_remote_code,
     )  # fmt: skip
     try:

@@ -235,3 +235,30 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(
         lorasearch.predict(adapter, ["a"], ["b"])
     with pytest.raises(TypeError, match="list of texts"):
         lorasearch.predict(adapter, "a fine film")
+
+
+def test_an_export_on_the_bundled_model_loads_where_that_package_sits(
+    exports, tiny_bert, tmp_path, monkeypatch
+):
+    """An export made on the bundled MiniLM records its package, so it loads on a machine where
+    that package lives in another site-packages (a registered model served elsewhere); an
+    export on any other base keeps its folder."""
+    import shutil
+
+    from lorasearch.training import models
+
+    monkeypatch.setattr(models, "default_model", lambda: str(tiny_bert))
+    assert models.bundled_package(str(tiny_bert)) == models.BUNDLED_PACKAGE
+    assert models.bundled_package(str(tmp_path)) is None
+    texts = ["good film", "bad film", "a plot"]
+    expected = lorasearch.predict(exports["lora"], texts)
+    moved = tmp_path / "adapter"
+    shutil.copytree(exports["lora"], moved)
+    meta_file = moved / "lorasearch.json"
+    meta = json.loads(meta_file.read_text())
+    meta["base_model"] = str(tmp_path / "elsewhere" / "site-packages" / "model")  # not here
+    meta_file.write_text(json.dumps(meta | {"base_model_package": models.BUNDLED_PACKAGE}))
+    assert lorasearch.predict(moved, texts) == expected
+    meta_file.write_text(json.dumps(meta | {"base_model_package": None}))
+    with pytest.raises(LorasearchError, match="model path not found"):
+        lorasearch.predict(moved, texts)

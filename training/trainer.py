@@ -42,7 +42,7 @@ from lorasearch.training.evaluation import (
     rung_chunks,
 )
 from lorasearch.training.metrics import compute_metric
-from lorasearch.training.models import LoadedModel
+from lorasearch.training.models import LoadedModel, bundled_package
 from lorasearch.training.tasks import TaskData
 
 
@@ -531,6 +531,7 @@ def export(
             "variant": adapter.name,
             "hyperparameters": adapter.hyperparameters(),
             "base_model": loaded.source,
+            "base_model_package": bundled_package(loaded.source),
             "task": task.spec.name,
             "text_column": task.spec.text_column,
             "text_pair_column": task.spec.text_pair_column,
