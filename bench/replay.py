@@ -314,7 +314,9 @@ def run_asha(
                     reached.append(config)
             else:
                 study.tell(trial, state=TrialState.PRUNED)
-        elif not finish():
+        elif finish():  # queued promotions: the next turns run them
+            continue
+        else:
             break
         history.append((spent, hypervolume(front, table.chance, table.full_params)))
     return history

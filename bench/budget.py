@@ -1,0 +1,609 @@
+"""Best test accuracy at a parameter budget vs full fine-tuning: the table of issue 14.
+
+Two parts, on one task (``--task sst2`` or ``agnews``) with the bundled MiniLM:
+
+- **Full fine-tuning**, the reference: every weight of the base trained (``FullFineTune`` of
+  ``bench/variants.py``) for ``--epochs`` epochs over the whole train split, for each learning
+  rate of ``--full-lrs``, dev scored every ``--eval-every`` steps and the best-on-dev weights
+  kept (the trainer's rule). The rate is picked by dev; test is reported for each.
+- **Adapters at budgets**: a search (``lorasearch.optimize``: default space, every variant,
+  multi-fidelity, ``--trials`` configurations to R = ``--steps``) into a study beside the
+  results; for each budget of ``--budgets``, plus 1% and 0.1% of the base's parameters (the
+  issue's goals), the pick ``lorasearch best --max-params B`` makes (``lorasearch.pick``:
+  highest search dev within B), refit under ``--seeds`` seeds as ``search/refit.py`` refits a
+  front (same trial spec, seeds 0..n-1), but only the picks, with the full fine-tuning's steps
+  and evaluation cadence (``--refit-steps`` to change): test mean ± std.
+
+Results go to ``OUT/NAME.json`` (default ``bench/tables/budget_TASK.json``), each full
+fine-tuning run and each refit seed recorded as it ends, with its command, commit, date and
+device: run the same command again and only what is missing trains (the search resumes in
+``OUT/NAME.sqlite3``). ``--part full`` / ``--part adapters`` splits the work between machines
+sharing the folder. The table is printed from the file; ``--report`` prints it without training.
+
+Cost, SST-2 defaults: full fine-tuning 3 x 5,685 steps, the search about 12,600 steps (48
+configurations to R = 810, multi-fidelity at ~0.33 of every trial to R), refits up to 5 picks x
+3 seeds x 5,685 steps; at 0.24-0.3 s a step on 2 CPU cores (bench/variants.py's numbers) that
+is 9-10 hours, so run it on a GPU (``--part`` splits it; the study's ``.sqlite3`` must travel
+with the JSON to resume). AG News (846 steps an epoch after its carved dev; 7,600 test rows
+scored per run) is about half of that.
+
+    python bench/budget.py --task sst2 [--trials 48] [--steps 810] [--seeds 3] [--device auto]
+    python bench/budget.py --task agnews
+    python bench/budget.py --report bench/tables/budget_sst2.json [bench/tables/budget_agnews.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import datetime
+import fcntl
+import importlib
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TABLES = HERE / "tables"
+# What fixes the meaning of the recorded runs: a file made with other values is refused. (LRs,
+# seeds, budgets and trials may grow between runs: each adds rows, nothing recorded changes.)
+FIXED_SETTINGS = (
+    "task", "train_samples", "eval_samples", "batch_size", "max_length", "epochs", "steps",
+    "refit_steps", "eval_every", "sampler_seed",
+)  # fmt: skip
+# BERT's fine-tuning grid at batch 32 is {2e-5, 3e-5, 5e-5} (Devlin et al., 2019); a 6-layer,
+# 384-wide MiniLM usually wants the top of it or more, so the grid runs from BERT's lowest to
+# twice its highest: a best at either end says the grid should move.
+FULL_LRS = "2e-5,5e-5,1e-4"
+BUDGETS = "1000,10000,100000,1000000"
+# A budget search draws until --budget-trials configurations fit, at most this many times as
+# many in all. Of 200 random draws of the default space (R = 810, SST-2), 25 fit 10,000 params
+# and 51 fit 22,713 (0.1% of MiniLM); none fit 1,000 (the smallest: 2,250; the space's
+# smallest, vera at its lowest knobs, 1,570 with the 770-param head).
+REJECTS = 10
+GOALS = ((0.01, 0.5), (0.001, 2.0))  # (fraction of the base's params, allowed gap in points)
+
+
+# --- the results file -----------------------------------------------------------------------
+
+
+def stamp(device: str | None = None) -> dict:
+    """Where a record came from: command, commit, date (and the device it trained on)."""
+    record = {
+        "command": "python " + " ".join(sys.argv),
+        "commit": _bench("table").commit(),  # short hash, "+dirty" when edited
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    return record | ({"device": device} if device else {})
+
+
+def _bench(name: str):
+    """A sibling script as a module (bench/ is no package): variants.py's FullFineTune,
+    table.py's commit()."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    return importlib.import_module(name)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """The results folder locked: two processes (``--part full`` and ``--part adapters``)
+    never lose each other's records."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        os.close(handle)
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def update(path: Path, section: str, key: str | None, value) -> dict:
+    """Record ``value`` as ``results[section][key]`` (``key`` None: as the whole section),
+    re-read under the lock and written whole to a temporary file then renamed (a kill never
+    leaves half a file). Returns the results."""
+    with _locked(path.parent):
+        results = read(path)
+        if key is None:
+            results[section] = value
+        else:
+            results.setdefault(section, {})[key] = value
+        scratch = tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", delete=False
+        )
+        with scratch:
+            scratch.write(json.dumps(results, indent=1) + "\n")
+        os.chmod(scratch.name, 0o644)  # (a temporary file is made private)
+        os.replace(scratch.name, path)
+        return results
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+def _spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def full_rows(results: dict) -> list[dict]:
+    """Per learning rate: mean dev and test over its seeds (the pick by dev marked)."""
+    by_lr: dict[float, list[dict]] = {}
+    for run in results.get("full", {}).values():
+        by_lr.setdefault(run["lr"], []).append(run)
+    rows = [
+        {
+            "lr": lr,
+            "seeds": len(runs),
+            "dev": statistics.mean(r["dev"] for r in runs),
+            "test": statistics.mean(r["test"] for r in runs),
+            "test_std": _spread([r["test"] for r in runs]),
+            "best_step": [r["best_step"] for r in runs],
+            "steps": runs[0]["steps"],
+            "sec_per_step": statistics.mean(r["sec_per_step"] for r in runs),
+            "device": runs[0].get("device", "?"),
+            "picked": False,
+        }
+        for lr, runs in sorted(by_lr.items())
+    ]
+    if rows:
+        max(rows, key=lambda r: (r["dev"], -r["lr"]))["picked"] = True
+    return rows
+
+
+def budget_rows(results: dict) -> list[dict]:
+    """Per budget: the pick and its refit seeds' mean ± std, the gap to full fine-tuning."""
+    base = results["meta"]["base_params"]
+    full = next((r for r in full_rows(results) if r["picked"]), None)
+    refits = results.get("refits", {})
+    rows = []
+    for budget, pick in sorted(results.get("picks", {}).items(), key=lambda kv: int(kv[0])):
+        runs = [
+            r
+            for r in refits.values()
+            if (r.get("study"), r["trial"]) == (pick.get("study"), pick.get("trial"))
+        ]
+        row = {"budget": int(budget), "fraction": int(budget) / base, "pick": pick, "seeds": 0}
+        if runs:
+            tests = [r["test"] for r in runs]
+            row |= {
+                "seeds": len(runs),
+                "dev": statistics.mean(r["dev"] for r in runs),
+                "test": statistics.mean(tests),
+                "test_std": _spread(tests),
+            }
+            if full is not None:
+                row["gap_pt"] = 100 * (full["test"] - row["test"])
+        rows.append(row)
+    return rows
+
+
+def goal_lines(results: dict) -> list[str]:
+    """The issue's two goals: the pick within 1% (0.1%) of the base's parameters within 0.5
+    (2) points of full fine-tuning's test accuracy."""
+    base = results["meta"]["base_params"]
+    rows = {r["budget"]: r for r in budget_rows(results)}
+    lines = []
+    for fraction, allowed in GOALS:
+        budget = math.floor(fraction * base)
+        row = rows.get(budget)
+        head = f"- best adapter at ≤ {fraction:.1%} of the base ({budget:,} params)"
+        if row is None or "none" in row["pick"]:
+            why = row["pick"]["none"] if row else "not picked yet"
+            lines.append(f"{head}: none ({why})")
+        elif "gap_pt" not in row:
+            lines.append(f"{head}: not measured yet (refit or full fine-tuning missing)")
+        else:
+            gap = row["gap_pt"]
+            side = f"{gap:.2f} pt below" if gap >= 0 else f"{-gap:.2f} pt above"
+            lines.append(
+                f"{head}: {row['pick']['variant']} {row['pick']['trainable_params']:,} params, "
+                f"test {row['test']:.4f}, {side} full fine-tuning "
+                f"(goal: at most {allowed} pt below; {'met' if gap <= allowed else 'not met'})"
+            )
+    return lines
+
+
+def render(results: dict) -> str:
+    """The Markdown table of a results file (what ``--report`` prints)."""
+    s, meta = results["settings"], results["meta"]
+    base = meta["base_params"]
+    metric = meta["metric_name"]
+    lines = [
+        f"{s['task']}: base MiniLM {base:,} params; train {meta['train_rows']:,} rows, "
+        f"dev {meta['dev_rows']:,} (model selection), test {meta['test_rows']:,}; batch "
+        f"{s['batch_size']}, max length {s['max_length']}",
+        "",
+        f"Full fine-tuning: {s['epochs']:g} epochs ({meta['full_steps']:,} steps), dev every "
+        f"{s['eval_every']} steps, best-on-dev weights; the rate picked by dev",
+        "",
+        f"| lr | seeds | dev {metric} | test {metric} | best step | s/step | device |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in full_rows(results):
+        lr = f"**{r['lr']:g}** (picked)" if r["picked"] else f"{r['lr']:g}"
+        lines.append(
+            f"| {lr} | {r['seeds']} | {r['dev']:.4f} | {r['test']:.4f} ± {r['test_std']:.4f} "
+            f"| {', '.join(map(str, r['best_step']))} | {r['sec_per_step']:.3f} | {r['device']} |"
+        )
+    searches = results.get("searches", {})
+    lines += [""] + [_search_line(s, name, r) for name, r in searches.items()]
+    lines += [] if searches else ["Search: not run yet"]
+    lines += [
+        f"Refit of each pick: {meta['refit_steps']:,} steps, dev every {s['eval_every']}, "
+        "best-on-dev weights, seeds 0..n-1",
+        "",
+    ]
+    lines += [
+        f"| budget | of base | pick (trial, variant) | trainable | search dev | refit dev "
+        f"| test {metric} (mean ± std) | seeds | gap to full FT |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    goals = {math.floor(f * base) for f, _ in GOALS}
+    for r in budget_rows(results):
+        budget = f"≤ {r['budget']:,}" + (" (goal)" if r["budget"] in goals else "")
+        head = f"| {budget} | {r['fraction']:.3%} "
+        pick = r["pick"]
+        if "none" in pick:
+            lines.append(head + f"| none: {pick['none']} | | | | | | |")
+            continue
+        measured = (
+            f"| {r['dev']:.4f} | {r['test']:.4f} ± {r['test_std']:.4f} | {r['seeds']} "
+            f"| {r['gap_pt']:+.2f} pt |"
+            if "gap_pt" in r
+            else (
+                f"| {r['dev']:.4f} | {r['test']:.4f} ± {r['test_std']:.4f} | {r['seeds']} | |"
+                if r["seeds"]
+                else "| | | 0 | |"
+            )
+        )
+        own = " (own search)" if searches.get(pick.get("study"), {}).get("max_params") else ""
+        lines.append(
+            head + f"| {pick['trial']}, {pick['variant']}{own} | {pick['trainable_params']:,} "
+            f"| {pick['search_dev']:.4f} " + measured
+        )
+    lines += ["", "Gap: full fine-tuning's test minus the adapter's (positive: the adapter is"]
+    lines[-1] += " below). The issue's goals:"
+    return "\n".join(lines + goal_lines(results) + ["", time_line(results)])
+
+
+def time_line(results: dict) -> str:
+    """The wall time recorded per part (what a rerun of the same size would cost here)."""
+    parts = []
+    for name, section in (("full fine-tuning", "full"), ("refits", "refits")):
+        runs = list(results.get(section, {}).values())
+        if runs:
+            wall, steps = sum(r["wall_s"] for r in runs), sum(r["steps"] for r in runs)
+            devices = ",".join(sorted({r.get("device", "?") for r in runs}))
+            parts.append(
+                f"{name} {wall:,.0f} s for {len(runs)} runs, {steps:,} steps "
+                f"({wall / steps:.3f} s/step with evaluations, {devices})"
+            )
+    for name, search in results.get("searches", {}).items():
+        parts.append(f"search {name} {search['wall_s']:,.0f} s")
+    return "Wall time recorded: " + ("; ".join(parts) or "none yet")
+
+
+def _search_line(s: dict, name: str, search: dict) -> str:
+    front = ", ".join(f"{p['variant']} {p['params']:,} {p['dev']:.3f}" for p in search["front"])
+    within = f" within {search['max_params']:,} params" if search.get("max_params") else ""
+    return (
+        f"- search {name}{within}: {search['configurations']} configurations "
+        f"({search.get('trained', search['configurations'])} trained) to R = "
+        f"{s['steps']} (multi-fidelity, {search['trials']} trials with the promotions, seed "
+        f"{s['sampler_seed']}), {search['train_steps']:,} training steps in "
+        f"{search['wall_s']:.0f} s wall ({search['device']}); front (variant, params, dev): "
+        f"{front or 'empty'}"
+    )
+
+
+def report(paths: list[Path]) -> None:
+    for path in paths:
+        if not path.exists():
+            print(f"{path}: not run yet\n")
+            continue
+        print(f"{path}\n\n{render(read(path))}\n")
+
+
+# --- the runs -------------------------------------------------------------------------------
+
+
+def run_full(args, path: Path, results: dict, data, model, train) -> dict:
+    """Each (learning rate, seed) of full fine-tuning not yet recorded."""
+    from lorasearch.training.trial import Trial, run_trial
+
+    variants = _bench("variants")  # the full fine-tuning row of bench/variants.py
+
+    for lr in args.full_lrs:
+        for seed in range(args.full_seeds):
+            key = f"lr={lr:g} seed={seed}"
+            if key in results.get("full", {}):
+                continue
+            spec = Trial(
+                data,
+                model,
+                variants.FullFineTune(variants.FullConfig(lr=lr)),
+                replace(train, seed=seed),
+            )
+            result = run_trial(spec)
+            run = {
+                "lr": lr, "seed": seed, "dev": result.dev_metric, "test": result.test_metric,
+                "best_step": result.best_step, "steps": result.steps,
+                "trainable_params": result.trainable_params,
+                "sec_per_step": result.train_time_s / max(result.steps, 1),
+                "wall_s": result.wall_time_s,
+                "curve": [[p.step, round(p.dev_metric, 6)] for p in result.curve],
+            } | stamp(result.device)  # fmt: skip
+            results = update(path, "full", key, run)
+            say(f"full fine-tuning {key}: dev {run['dev']:.4f} test {run['test']:.4f} "
+                f"(best step {run['best_step']}, {result.wall_time_s:.0f} s)")  # fmt: skip
+    return results
+
+
+def run_search(
+    args, path: Path, results: dict, storage: str, study: str, trials: int, budget=None
+) -> dict:
+    """A search to ``trials`` ended configurations (a resumed study only completes it); within
+    ``budget`` trainable params, to ``trials`` configurations trained within it (the draws
+    over it, rejected before training, are not counted; at most ``REJECTS`` x ``trials`` in
+    all). Recorded under ``searches``. A budget no configuration of the space fits raises the
+    library's one-line error."""
+    import lorasearch
+    from lorasearch.search import records
+    from lorasearch.search.storage import load_study
+
+    tick = time.perf_counter()
+    target, done = trials, []
+    while True:
+        lorasearch.optimize(
+            data=args.data, task=args.task, total_trials=target, steps=args.steps,
+            storage=storage, study_name=study, max_params=budget, tracking=False,
+            seed=args.sampler_seed, train_samples=args.train_samples,
+            eval_samples=args.eval_samples, batch_size=args.batch_size,
+            max_length=args.max_length, device=args.device,
+        )  # fmt: skip
+        done = [t for t in records.trial_records(load_study(study, storage)) if t.finished]
+        drawn = sum(t.continues is None for t in done)
+        fitting = sum(_fits(t, budget) for t in done)
+        if budget is None or fitting >= trials or drawn >= REJECTS * trials:
+            break
+        target = drawn + trials - fitting
+    front = sorted(records.front(load_study(study, storage)), key=lambda t: t.values[1])
+    devices = sorted({t.device for t in done if t.device})
+    previous = results.get("searches", {}).get(study, {})
+    search = {
+        "storage": storage, "max_params": budget,
+        "configurations": sum(t.continues is None for t in done), "trials": len(done),
+        "trained": sum(_fits(t, budget) for t in done),
+        "train_steps": sum(t.steps_used for t in done),  # each trial's own (as `pareto` sums)
+        "wall_s": previous.get("wall_s", 0.0),  # of the runs that trained something
+        "front": [{"trial": t.number, "variant": t.variant, "params": int(t.values[1]),
+                   "dev": t.values[0]} for t in front],
+    } | stamp(",".join(devices) or "?")  # fmt: skip
+    if previous.get("trials") == search["trials"]:  # resumed with nothing to do
+        search |= {k: previous[k] for k in ("command", "commit", "date") if k in previous}
+    else:
+        search["wall_s"] += time.perf_counter() - tick
+        say(f"search {study}: {search['configurations']} configurations, {len(done)} trials "
+            f"({time.perf_counter() - tick:.0f} s this run)")  # fmt: skip
+    return update(path, "searches", study, search)
+
+
+def _fits(trial, budget: int | None) -> bool:
+    """A configuration drawn (not a promotion's continuation) and trained: within the budget."""
+    planned = trial.planned_params
+    fits = budget is None or (planned is not None and planned <= budget)
+    return trial.continues is None and fits
+
+
+def pick_in(study: str, storage: str, budget: int) -> dict:
+    """``lorasearch best --max-params B`` on ``study``, or why there is no pick."""
+    import lorasearch
+
+    try:
+        pick = lorasearch.pick(study, storage, max_params=budget)
+    except lorasearch.LorasearchError as exc:  # nothing on the front within the budget
+        return {"none": str(exc)}
+    return {
+        "study": study, "trial": pick.trial, "variant": pick.variant,
+        "knobs": pick.hyperparameters, "trainable_params": pick.trainable_params,
+        "search_dev": pick.dev_metric, "search_test": pick.test_metric,
+    }  # fmt: skip
+
+
+def make_picks(args, path: Path, results: dict, storage: str, name: str) -> dict:
+    """For each budget (and the two goal budgets) the main study's pick; where its front has
+    nothing that small, a search of its own within the budget (``--budget-trials``) picks."""
+    from lorasearch.errors import LorasearchError
+
+    base = results["meta"]["base_params"]
+    for budget in sorted(set(args.budgets) | {math.floor(f * base) for f, _ in GOALS}):
+        chosen = pick_in(name, storage, budget)
+        if "none" in chosen and args.budget_trials:
+            study = f"{name}_le{budget}"
+            try:
+                results = run_search(
+                    args, path, results, storage, study, args.budget_trials, budget
+                )
+            except LorasearchError as exc:  # the space has nothing this small
+                chosen["none"] += f"; {exc}"
+            else:
+                chosen = pick_in(study, storage, budget)
+        results = update(path, "picks", str(budget), chosen)
+    return results
+
+
+def run_refits(args, path: Path, results: dict, storage: str, name: str) -> dict:
+    """Each distinct pick under seeds 0..n-1, as ``search/refit.py`` retrains a front trial:
+    the study's data and model, the searched knobs, the refit budget and seed."""
+    from lorasearch.adapters import build_adapter
+    from lorasearch.search import records
+    from lorasearch.search.storage import load_study
+    from lorasearch.training.trial import Trial, run_trial
+
+    fixed = records.StudyRecord.of(load_study(name, storage)).fixed  # every study's the same
+    train = replace(
+        fixed.train,
+        steps=results["meta"]["refit_steps"],
+        eval_every=args.eval_every,
+        device=args.device,
+    )
+    picks = {(p["study"], p["trial"]): p for p in results["picks"].values() if "trial" in p}
+    for (study, number), pick in sorted(picks.items(), key=lambda kv: kv[1]["trainable_params"]):
+        for seed in range(args.seeds):
+            key = f"{study} trial={number} seed={seed}"
+            if key in results.get("refits", {}):
+                continue
+            adapter = build_adapter(pick["variant"], **copy.deepcopy(pick["knobs"]))
+            result = run_trial(Trial(fixed.data, fixed.model, adapter, replace(train, seed=seed)))
+            run = {
+                "study": study, "trial": number, "variant": pick["variant"], "seed": seed,
+                "dev": result.dev_metric, "test": result.test_metric,
+                "best_step": result.best_step, "steps": result.steps,
+                "trainable_params": result.trainable_params,
+                "sec_per_step": result.train_time_s / max(result.steps, 1),
+                "wall_s": result.wall_time_s,
+            } | stamp(result.device)  # fmt: skip
+            results = update(path, "refits", key, run)
+            say(f"refit {key} ({pick['variant']}, {run['trainable_params']:,} params): dev "
+                f"{run['dev']:.4f} test {run['test']:.4f} ({result.wall_time_s:.0f} s)")  # fmt: skip
+    return results
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def numbers(kind):
+    return lambda text: [kind(float(x)) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="sst2", help="sst2 or agnews")
+    parser.add_argument("--data", help="data folder [default: $LORASEARCH_DATA/TASK]")
+    parser.add_argument("--name", help="results name [default: budget_TASK]")
+    parser.add_argument("--out", type=Path, default=TABLES, help="results folder")
+    parser.add_argument("--part", choices=("all", "full", "adapters"), default="all")
+    parser.add_argument("--epochs", type=float, default=3, help="full fine-tuning epochs")
+    parser.add_argument("--full-lrs", type=numbers(float), default=numbers(float)(FULL_LRS))
+    parser.add_argument("--full-seeds", type=int, default=1, help="seeds per full-FT rate")
+    # 48 configurations: 6 a variant on average; R = 810 (divisible by 27): rungs 30, 90, 270,
+    # 810, a full trial seeing 26k examples (0.4 of an SST-2 epoch) before its refit.
+    parser.add_argument("--trials", type=int, default=48, help="search configurations")
+    parser.add_argument("--steps", type=int, default=810, help="search's full budget R")
+    parser.add_argument("--sampler-seed", type=int, default=0)
+    parser.add_argument("--budgets", type=numbers(int), default=numbers(int)(BUDGETS))
+    parser.add_argument("--seeds", type=int, default=3, help="refit seeds per pick")
+    parser.add_argument(
+        "--budget-trials",
+        type=int,
+        default=16,
+        help="a budget the main front has nothing within gets a search of its own, of this "
+        "many configurations within it (0: none)",
+    )
+    parser.add_argument("--refit-steps", type=int, help="[default: the full fine-tuning's steps]")
+    parser.add_argument("--eval-every", type=int, help="[default: a quarter epoch]")
+    parser.add_argument("--train-samples", type=int, help="[default: the whole train split]")
+    parser.add_argument("--eval-samples", type=int, default=1000, help="dev examples")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--report", type=Path, nargs="+", help="only print these results")
+    return parser.parse_args(argv)
+
+
+def prepare(args, path: Path) -> tuple[dict, tuple]:
+    """The settings checked against the file's, the task's sizes recorded: (results, the
+    full fine-tuning's data, model and train configs)."""
+    from lorasearch.errors import LorasearchError
+    from lorasearch.training.tasks import data_root
+    from lorasearch.training.trainer import TrainConfig
+    from lorasearch.training.trial import DataConfig, ModelConfig, load_inputs
+
+    args.data = args.data or str(data_root() / args.task)
+    data = DataConfig(
+        task=args.task,
+        data=args.data,
+        train_samples=args.train_samples,
+        eval_samples=args.eval_samples,
+    )
+    task, loaded = load_inputs(data, ModelConfig())
+    per_epoch = math.ceil(len(task.train) / args.batch_size)
+    full_steps = max(1, round(args.epochs * per_epoch))
+    args.eval_every = args.eval_every or max(1, per_epoch // 4)
+    settings = {
+        "task": args.task, "train_samples": args.train_samples,
+        "eval_samples": args.eval_samples, "batch_size": args.batch_size,
+        "max_length": args.max_length, "epochs": args.epochs, "steps": args.steps,
+        "refit_steps": args.refit_steps, "eval_every": args.eval_every,
+        "sampler_seed": args.sampler_seed,
+    }  # fmt: skip
+    results = read(path)
+    old = results.get("settings")
+    if old and {k: old.get(k) for k in FIXED_SETTINGS} != settings:
+        changed = ", ".join(
+            f"{k} {old.get(k)} (now {settings[k]})"
+            for k in FIXED_SETTINGS
+            if old.get(k) != settings[k]
+        )
+        raise LorasearchError(f"{path} was made with other settings: {changed}; use another --name")
+    results = update(path, "settings", None, settings)
+    meta = {
+        "base_params": sum(p.numel() for p in loaded.model.parameters()),
+        "metric_name": task.spec.metric,
+        "train_rows": len(task.train), "dev_rows": len(task.dev), "test_rows": len(task.test),
+        "full_steps": full_steps, "refit_steps": args.refit_steps or full_steps,
+    }  # fmt: skip
+    results = update(path, "meta", None, meta)
+    train = TrainConfig(
+        steps=full_steps,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        eval_every=args.eval_every,
+        device=args.device,
+    )
+    return results, (data, ModelConfig(), train)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.report:
+        report(args.report)
+        return
+    from lorasearch._quiet import quiet_libraries
+
+    quiet_libraries()
+    name = args.name or f"budget_{args.task}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{name}.json"
+    storage = f"sqlite:///{(args.out / f'{name}.sqlite3').resolve()}"
+    tick = time.perf_counter()
+    results, configs = prepare(args, path)
+    if args.part in ("all", "full"):
+        results = run_full(args, path, results, *configs)
+    if args.part in ("all", "adapters"):
+        results = run_search(args, path, results, storage, name, args.trials)
+        results = make_picks(args, path, results, storage, name)
+        results = run_refits(args, path, results, storage, name)
+    say(f"{path}: {time.perf_counter() - tick:.0f} s this run")
+    print(render(read(path)))
+
+
+if __name__ == "__main__":
+    from lorasearch.errors import run_script
+
+    run_script(main)

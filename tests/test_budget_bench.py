@@ -1,0 +1,140 @@
+"""bench/budget.py's table, from a hand-made results file (no training; milliseconds)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_budget", BENCH / "budget.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+budget_py = _load()
+
+
+def _full(lr: float, dev: float, test: float) -> dict:
+    return {"lr": lr, "seed": 0, "dev": dev, "test": test, "best_step": 90, "steps": 100,
+            "sec_per_step": 0.5, "wall_s": 60.0, "device": "cpu"}  # fmt: skip
+
+
+def _refit(trial: int, seed: int, test: float, study: str = "b") -> dict:
+    return {"study": study, "trial": trial, "variant": "lora", "seed": seed, "dev": 0.9, "test": test,
+            "best_step": 100, "steps": 100, "sec_per_step": 0.25, "wall_s": 30.0,
+            "device": "cpu"}  # fmt: skip
+
+
+def _pick(trial: int, params: int, study: str = "b") -> dict:
+    return {"study": study, "trial": trial, "variant": "lora", "knobs": {"rank": 2},
+            "trainable_params": params, "search_dev": 0.91, "search_test": 0.9}  # fmt: skip
+
+
+# A base of 1,000,000 params: the goal budgets are 10,000 (1%) and 1,000 (0.1%).
+RESULTS = {
+    "settings": {"task": "sst2", "batch_size": 32, "max_length": 64, "epochs": 3, "steps": 27,
+                 "eval_every": 10, "sampler_seed": 0},
+    "meta": {"base_params": 1_000_000, "metric_name": "accuracy", "train_rows": 3200,
+             "dev_rows": 500, "test_rows": 872, "full_steps": 300, "refit_steps": 300},
+    "full": {
+        "lr=2e-05 seed=0": _full(2e-5, 0.90, 0.93),  # best test, but not best dev
+        "lr=5e-05 seed=0": _full(5e-5, 0.92, 0.90),  # the pick: best dev
+        "lr=0.0001 seed=0": _full(1e-4, 0.91, 0.89),
+    },
+    "searches": {
+        "b": {"max_params": None, "configurations": 4, "trials": 6, "train_steps": 60,
+              "wall_s": 30.0, "device": "cpu",
+              "front": [{"trial": 3, "variant": "lora", "params": 9_000, "dev": 0.91}]},
+        "b_le1000": {"max_params": 1000, "configurations": 3, "trials": 3, "train_steps": 30,
+                     "wall_s": 20.0, "device": "cpu",
+                     "front": [{"trial": 1, "variant": "vera", "params": 800, "dev": 0.88}]},
+    },
+    "picks": {
+        "1000": _pick(1, 800, "b_le1000"),  # the main front had nothing: its own search
+        "10000": _pick(3, 9_000),
+        "100000": _pick(3, 9_000),  # the same pick as 10,000: the same refits
+        "1000000": {"none": "no study"},
+    },
+    "refits": {
+        "b_le1000 trial=1 seed=0": _refit(1, 0, 0.87, "b_le1000"),
+        "b_le1000 trial=1 seed=1": _refit(1, 1, 0.88, "b_le1000"),
+        "b trial=1 seed=0": _refit(1, 0, 0.99),  # the main study's trial 1: another trial
+        "b trial=3 seed=0": _refit(3, 0, 0.897),
+        "b trial=3 seed=1": _refit(3, 1, 0.895),
+        "b trial=9 seed=0": _refit(9, 0, 0.99),  # an earlier pick's: not in the table
+    },
+}  # fmt: skip
+
+
+def test_full_fine_tuning_rate_is_picked_by_dev_not_test():
+    rows = budget_py.full_rows(RESULTS)
+    assert [r["lr"] for r in rows] == [2e-5, 5e-5, 1e-4]
+    assert [r["picked"] for r in rows] == [False, True, False]
+
+
+def test_budget_rows_refit_means_and_gaps_to_full_fine_tuning():
+    rows = {r["budget"]: r for r in budget_py.budget_rows(RESULTS)}
+    assert sorted(rows) == [1000, 10000, 100000, 1000000]
+    assert rows[1000]["seeds"] == 2
+    assert rows[1000]["test"] == pytest.approx(0.875)
+    assert rows[1000]["gap_pt"] == pytest.approx(2.5)  # 0.90 (picked rate) - 0.875
+    assert rows[10000]["test"] == pytest.approx(0.896)
+    assert rows[10000]["test_std"] == pytest.approx(0.0014142, abs=1e-6)
+    assert rows[10000]["gap_pt"] == pytest.approx(0.4)
+    assert rows[100000]["gap_pt"] == rows[10000]["gap_pt"]
+    assert rows[1000000]["seeds"] == 0 and "gap_pt" not in rows[1000000]
+    assert rows[10000]["fraction"] == pytest.approx(0.01)
+
+
+def test_goal_lines_say_whether_each_goal_is_met():
+    one, tenth = budget_py.goal_lines(RESULTS)
+    assert "≤ 1.0% of the base (10,000 params)" in one
+    assert "0.40 pt below full fine-tuning" in one and one.endswith("0.5 pt below; met)")
+    assert "≤ 0.1% of the base (1,000 params)" in tenth
+    assert "2.50 pt below full fine-tuning" in tenth and tenth.endswith("2.0 pt below; not met)")
+
+
+def test_goal_without_a_pick_or_refit_says_so():
+    results = copy.deepcopy(RESULTS)
+    results["picks"]["1000"] = {"none": "--max-params 1,000 is below the smallest"}
+    del results["refits"]["b trial=3 seed=0"], results["refits"]["b trial=3 seed=1"]
+    one, tenth = budget_py.goal_lines(results)
+    assert one.endswith("not measured yet (refit or full fine-tuning missing)")
+    assert tenth.endswith("none (--max-params 1,000 is below the smallest)")
+
+
+def test_render_marks_the_picked_rate_and_the_goal_rows():
+    text = budget_py.render(RESULTS)
+    assert "| **5e-05** (picked) | 1 | 0.9200 | 0.9000 ± 0.0000 |" in text
+    assert "| ≤ 10,000 (goal) | 1.000% | 3, lora | 9,000 | 0.9100 | 0.9000 " in text
+    assert "| 0.8960 ± 0.0014 | 2 | +0.40 pt |" in text
+    assert "| ≤ 1,000,000 | 100.000% | none: no study |" in text
+    assert "| ≤ 1,000 (goal) | 0.100% | 1, lora (own search) | 800 |" in text
+    assert "| 0.8750 ± 0.0071 | 2 | +2.50 pt |" in text
+    assert "0.99" not in text  # the refits of other trials
+    assert text.count("| ≤ ") == 4
+    assert "- search b_le1000 within 1,000 params: 3 configurations" in text
+
+
+def test_update_merges_records_and_report_names_a_missing_file(tmp_path, capsys):
+    path = tmp_path / "budget_x.json"
+    budget_py.update(path, "settings", None, {"task": "sst2"})
+    budget_py.update(path, "full", "lr=2e-05 seed=0", {"dev": 0.9})
+    budget_py.update(path, "full", "lr=5e-05 seed=0", {"dev": 0.8})
+    assert json.loads(path.read_text()) == {
+        "settings": {"task": "sst2"},
+        "full": {"lr=2e-05 seed=0": {"dev": 0.9}, "lr=5e-05 seed=0": {"dev": 0.8}},
+    }
+    assert [p.name for p in tmp_path.iterdir()] == ["budget_x.json"]  # no scratch file left
+    budget_py.report([tmp_path / "absent.json"])
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'absent.json'}: not run yet")
