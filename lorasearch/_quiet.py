@@ -30,3 +30,6 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*(save|load) vera_A and vera_B.*")
     warnings.filterwarnings("ignore", message=".*rank_pattern keys did not match.*")
     warnings.filterwarnings("ignore", message=".*LoRA tensor\\(s\\) have invalid shape.*")
+    # PEFT warns when PiSSA/OLoRA meets a second adapter config, which its own conversion to a
+    # plain LoRA does at export (adapters/lora.py): the advice it gives is what we already do.
+    warnings.filterwarnings("ignore", message=".*(PiSSA|OLoRA) changes the base weights.*")
