@@ -9,6 +9,10 @@ seeds, and its test metric compared with the table's best configuration's (the b
 of all the table's configurations: what a search that tried every one would pick).
 
     python bench/refit_check.py bench/tables/sst2.csv [--replays 30] [--seeds 1,2,3]
+    python bench/refit_check.py --show bench/tables/sst2_refit.md   # a committed result
+
+Six refits take about half an hour on 2 CPU cores, beyond ``make bench``'s budget: a run's
+output is committed (``bench/tables/sst2_refit.md``) and ``run_all`` shows it.
 """
 
 from __future__ import annotations
@@ -70,7 +74,8 @@ def main() -> None:
     from lorasearch.errors import LorasearchError
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table", type=Path)
+    parser.add_argument("table", type=Path, nargs="?")
+    parser.add_argument("--show", type=Path, help="only print a saved output")
     parser.add_argument("--replays", type=int, default=30, help="replayed searches")
     parser.add_argument("--trials", type=int, help="budget in R [default: table / 4]")
     parser.add_argument("--seeds", default="1,2,3", help="training seeds of the refit")
@@ -84,7 +89,12 @@ def main() -> None:
         "same seeds, the two compare without that winner's curse)",
     )
     args = parser.parse_args()
-    if not args.table.exists():
+    if args.show:
+        if not args.show.exists():
+            raise LorasearchError(f"no saved refit check: {args.show}")
+        print(args.show.read_text().strip())
+        return
+    if args.table is None or not args.table.exists():
         raise LorasearchError(f"table not found: {args.table}")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     quiet_libraries()
@@ -113,13 +123,14 @@ def main() -> None:
     fixed = fixed_of(meta, args.data)
     seeds = [int(s) for s in args.seeds.split(",")]
     targets = {"pick": [pick], "best": [best], "both": [pick, best]}[args.which]
-    refits = {}
+    refits, devs = {}, {}
     for config in {c.index: c for c in targets}.values():  # the pick may be the best
-        refits[config.index] = []
+        refits[config.index], devs[config.index] = [], []
         for seed in seeds:
             spec = replace(fixed, train=replace(fixed.train, seed=seed))
             result, _ = train_one(spec, config.variant, knobs_of(config))
             refits[config.index].append(result.test_metric)
+            devs[config.index].append(result.dev_metric)
             print(f"refit of {config.index}, seed {seed}: dev {result.dev_metric:.4f}, test "
                   f"{result.test_metric:.4f}", flush=True)  # fmt: skip
     print()
@@ -129,7 +140,8 @@ def main() -> None:
             name for name, c in (("the pick", pick), ("the table's best", best)) if c.index == index
         )
         print(f"refit of {role} ({index}), seeds {args.seeds}: test "
-              f"{statistics.fmean(tests_):.4f} ± {spread:.4f}")  # fmt: skip
+              f"{statistics.fmean(tests_):.4f} ± {spread:.4f}, dev "
+              f"{statistics.fmean(devs[index]):.4f}")  # fmt: skip
     if pick.index not in refits:
         return
     mean = statistics.fmean(refits[pick.index])

@@ -40,6 +40,9 @@ FULL = {
         # 27 + 5 trials took 30 min on 2 shared cores: 18 + 3 keep `make bench` under 45
         "fidelity_live.py", "--eval-samples", "1000", "--trials", "18", "--full-trials", "3",
     ],
+    "Refit of the replayed search's pick vs the table's best (committed result)": [
+        "refit_check.py", "--show", "bench/tables/sst2_refit.md",
+    ],
     "Variants at their defaults, and full fine-tuning": [
         "variants.py", "--steps", "80", "--seeds", "0,1,2", "--eval-samples", "500",
     ],
@@ -61,6 +64,9 @@ QUICK = {
     "Multi-fidelity search live vs every trial to R": [
         "fidelity_live.py", "--steps", "27", "--trials", "4", "--full-trials", "2",
         "--eval-samples", "200",
+    ],
+    "Refit of the replayed search's pick vs the table's best (committed result)": [
+        "refit_check.py", "--show", "bench/tables/sst2_refit.md",
     ],
     "Variants at their defaults, and full fine-tuning": [
         "variants.py", "--steps", "8", "--seeds", "0", "--eval-samples", "200",
