@@ -137,7 +137,9 @@ def make_objective(
             _release_memory()
             raise
         recording.record_result(trial, result)
-        if resume.continues is not None:  # its predecessor's steps are its predecessor's cost
+        # A continuation or a retry that resumed from a checkpoint: the steps before it were
+        # spent by the paused or killed trial it took over.
+        if result.resumed_from:
             recording.record_steps_used(trial, result)
         if config.fidelity:
             checkpoints.record_end(trial, resume, result, rungs, planned, config.signal)
