@@ -137,9 +137,7 @@ def make_objective(
             _release_memory()
             raise
         recording.record_result(trial, result)
-        # A continuation or a retry that resumed from a checkpoint: the steps before it were
-        # spent by the paused or killed trial it took over.
-        if result.resumed_from:
+        if resume.continues is not None:  # its predecessor's steps are its predecessor's cost
             recording.record_steps_used(trial, result)
         if config.fidelity:
             checkpoints.record_end(trial, resume, result, rungs, planned, config.signal)

@@ -94,8 +94,7 @@ def rung_peers(study: optuna.Study, step: int, exclude: int) -> list[tuple[int, 
 
 
 def record_steps_used(trial: optuna.Trial, result) -> None:
-    """A resumed run's own steps (a continuation's paused predecessor, or a retry's killed one,
-    spent the steps before its checkpoint)."""
+    """A resumed run's own steps (a continuation's predecessor recorded the steps before)."""
     own = result.steps - result.resumed_from + result.preliminary_steps
     trial.set_user_attr(STEPS_USED, own)
 
