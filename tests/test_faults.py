@@ -47,6 +47,9 @@ def _cli(*args: str, cwd, env=None) -> subprocess.Popen:
         [sys.executable, "-m", "lorasearch.cli", *args],
         cwd=cwd, env=(env or os.environ) | {"LORASEARCH_QUIET": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # SIGINT as a terminal delivers it, even when pytest itself runs as a shell's background
+        # job (which starts with SIGINT ignored, and a child would inherit that)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 
