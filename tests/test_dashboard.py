@@ -5,7 +5,6 @@ objectives by name, and each trial's variant and knobs readable."""
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,11 +14,11 @@ from importlib.metadata import entry_points
 
 import optuna
 import pytest
+from conftest import CHROMIUM, page_text, render
 from optuna.trial import TrialState
 
 from lorasearch.cli import main
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"
 )
@@ -54,7 +53,7 @@ def pages(tiny_bert, toy_data, tmp_path_factory):
         base = f"http://127.0.0.1:{port}"
         _wait_for(f"{base}/api/meta", log)
         rendered = {
-            name: _render(f"{base}/dashboard{path}", folder)
+            name: render(f"{base}/dashboard{path}", folder)
             for name, path in (
                 ("home", ""),
                 ("study", f"/studies/{study_id}"),
@@ -69,8 +68,8 @@ def pages(tiny_bert, toy_data, tmp_path_factory):
 
 def test_the_study_list_names_the_study(pages):
     _, study_id, rendered = pages
-    assert f" {study_id}. {STUDY} Direction: MAXIMIZE, MINIMIZE " in _text(rendered["home"])
-    assert f"{STUDY} (id=" in _text(rendered["study"])
+    assert f" {study_id}. {STUDY} Direction: MAXIMIZE, MINIMIZE " in page_text(rendered["home"])
+    assert f"{STUDY} (id=" in page_text(rendered["study"])
 
 
 def test_the_pareto_front_plot_has_one_point_per_complete_trial(pages):
@@ -96,7 +95,7 @@ def test_the_objectives_are_named(pages):
 
 def test_each_trial_shows_its_variant_and_knobs(pages):
     study, _, rendered = pages
-    text = _text(rendered["trials"])
+    text = page_text(rendered["trials"])
     for trial in study.trials:
         assert f" Trial {trial.number} " in text
     first = study.trials[0]  # the trial the list opens on
@@ -135,22 +134,6 @@ def _wait_for(url: str, log) -> None:
         except OSError:
             time.sleep(0.5)
     pytest.fail("optuna-dashboard did not come up: " + log.read_text())
-
-
-def _render(url: str, folder) -> str:
-    """The DOM of ``url`` after its scripts ran, from headless Chromium."""
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={folder / 'chromium'}",
-         "--virtual-time-budget=20000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
-
-
-def _text(html: str) -> str:
-    html = re.sub(r"<style.*?</style>|<script.*?</script>", " ", html, flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
 def _plot(html: str, plot_id: str) -> str:

@@ -2,8 +2,6 @@
 
 import json
 import os
-import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import CHROMIUM, page_text, render
 from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -325,8 +324,6 @@ def test_best_on_a_study_with_no_finished_trial_is_a_usage_error(tmp_path, capsy
 
 # --- the UI ---------------------------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
 
 @pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"
@@ -353,9 +350,9 @@ def test_ui_lists_the_runs_in_a_real_browser(searched, tmp_path):
                 time.sleep(0.5)
         else:
             pytest.fail("the MLflow UI did not come up: " + server.stderr.read1().decode())
-        runs_page = _render(f"{base}/#/experiments/{experiment.experiment_id}/runs", tmp_path)
+        runs_page = render(f"{base}/#/experiments/{experiment.experiment_id}/runs", tmp_path)
         children = [r.info.run_id for r in _runs(client, study)[1]]
-        compare_page = _render(
+        compare_page = render(
             f"{base}/#/compare-runs?runs={urllib.parse.quote(json.dumps(children))}"
             f"&experiments={urllib.parse.quote(json.dumps([experiment.experiment_id]))}",
             tmp_path,
@@ -365,25 +362,9 @@ def test_ui_lists_the_runs_in_a_real_browser(searched, tmp_path):
         server.wait(timeout=30)
     # The runs table: the study's parent run, and every run counted (children fold under it).
     assert study.study_name in runs_page
-    assert f"{len(study.trials) + 1} matching runs" in _text(runs_page)
+    assert f"{len(study.trials) + 1} matching runs" in page_text(runs_page)
     # The compare view of the trial runs: each by name, with its test metric.
-    text = _text(compare_page)
+    text = page_text(compare_page)
     for trial in study.trials:
         assert f"trial-{trial.number}" in text
     assert "test_accuracy" in text and "trainable_params" in text
-
-
-def _render(url: str, tmp_path: Path) -> str:
-    """The DOM of ``url`` after its scripts ran, from headless Chromium."""
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}",
-         "--virtual-time-budget=20000", "--dump-dom", url],
-        capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
-
-
-def _text(html: str) -> str:
-    html = re.sub(r"<style.*?</style>|<script.*?</script>", " ", html, flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
