@@ -264,6 +264,12 @@ def run_asha(
         metric, loss = config.curve[rung]
         return -loss if strategy == "asha_loss" else metric
 
+    def resume(k: int, chosen: set[int]) -> None:
+        """Queue the paused configurations among rung ``k``'s ``chosen`` (a promotion)."""
+        for index in sorted(chosen):
+            if (rungs[k], index) in paused:
+                queue.append((k, table.configs_by_index[index], paused.pop((rungs[k], index))))
+
     def climb(config: Config, params: dict, start: int) -> bool:
         """Train from rung ``start`` on; False when it pauses."""
         nonlocal spent
@@ -275,9 +281,7 @@ def run_asha(
             here[config.index] = RungPoint(config.index, signal(config, rungs[k]), config.params)
             top = k == len(rungs) - 2
             chosen = {p.number for p in promotions(list(here.values()), eta, top=top)}
-            for index in sorted(chosen - {config.index}):
-                if (rungs[k], index) in paused:
-                    queue.append((k, table.configs_by_index[index], paused.pop((rungs[k], index))))
+            resume(k, chosen - {config.index})
             if config.index not in chosen:
                 paused[(rungs[k], config.index)] = params
                 return False
@@ -287,9 +291,7 @@ def run_asha(
         """Every configuration started: ``promotion.finish``'s promotions; False: none."""
         for k, rung in enumerate(rungs[:-1]):
             chosen = {p.number for p in promotions(list(points[rung].values()), eta, final=True)}
-            for index in sorted(chosen):
-                if (rung, index) in paused:
-                    queue.append((k, table.configs_by_index[index], paused.pop((rung, index))))
+            resume(k, chosen)
         return bool(queue)
 
     while spent < budget:
