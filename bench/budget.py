@@ -168,12 +168,10 @@ def budget_rows(results: dict) -> list[dict]:
     refits = results.get("refits", {})
     rows = []
     for budget, pick in sorted(results.get("picks", {}).items(), key=lambda kv: int(kv[0])):
-        runs = [
-            r
-            for r in refits.values()
-            if (r.get("study"), r["trial"]) == (pick.get("study"), pick.get("trial"))
-        ]
+        tried = [r for r in refits.values() if same_config(r, pick)]
+        runs = [r for r in tried if "failed" not in r]
         row = {"budget": int(budget), "fraction": int(budget) / base, "pick": pick, "seeds": 0}
+        row["failed"] = len(tried) - len(runs)
         if runs:
             tests = [r["test"] for r in runs]
             row |= {
@@ -186,6 +184,17 @@ def budget_rows(results: dict) -> list[dict]:
                 row["gap_pt"] = 100 * (full["test"] - row["test"])
         rows.append(row)
     return rows
+
+
+def same_config(run: dict, pick: dict) -> bool:
+    """A refit run of this pick: the same trial, or the same configuration picked from another
+    study (the budget searches share the sampler seed, so two of them can pick the same draw)."""
+    if (run.get("study"), run["trial"]) == (pick.get("study"), pick.get("trial")):
+        return True
+    return "knobs" in run and (run["variant"], run["knobs"]) == (
+        pick.get("variant"),
+        pick.get("knobs"),
+    )
 
 
 def goal_lines(results: dict) -> list[str]:
@@ -257,15 +266,12 @@ def render(results: dict) -> str:
         if "none" in pick:
             lines.append(head + f"| none: {pick['none']} | | | | | | |")
             continue
+        seeds = f"{r['seeds']}" + (f" ({r['failed']} more failed)" if r["failed"] else "")
         measured = (
-            f"| {r['dev']:.4f} | {r['test']:.4f} ± {r['test_std']:.4f} | {r['seeds']} "
-            f"| {r['gap_pt']:+.2f} pt |"
-            if "gap_pt" in r
-            else (
-                f"| {r['dev']:.4f} | {r['test']:.4f} ± {r['test_std']:.4f} | {r['seeds']} | |"
-                if r["seeds"]
-                else "| | | 0 | |"
-            )
+            f"| {r['dev']:.4f} | {r['test']:.4f} ± {r['test_std']:.4f} | {seeds} "
+            + (f"| {r['gap_pt']:+.2f} pt |" if "gap_pt" in r else "| |")
+            if r["seeds"]
+            else f"| | | {seeds} | |"
         )
         own = " (own search)" if searches.get(pick.get("study"), {}).get("max_params") else ""
         lines.append(
@@ -281,7 +287,7 @@ def time_line(results: dict) -> str:
     """The wall time recorded per part (what a rerun of the same size would cost here)."""
     parts = []
     for name, section in (("full fine-tuning", "full"), ("refits", "refits")):
-        runs = list(results.get(section, {}).values())
+        runs = [r for r in results.get(section, {}).values() if "failed" not in r]
         if runs:
             wall, steps = sum(r["wall_s"] for r in runs), sum(r["steps"] for r in runs)
             devices = ",".join(sorted({r.get("device", "?") for r in runs}))
@@ -324,29 +330,29 @@ def run_full(args, path: Path, results: dict, data, model, train) -> dict:
 
     variants = _bench("variants")  # the full fine-tuning row of bench/variants.py
 
-    for lr in args.full_lrs:
-        for seed in range(args.full_seeds):
-            key = f"lr={lr:g} seed={seed}"
-            if key in results.get("full", {}):
-                continue
-            spec = Trial(
-                data,
-                model,
-                variants.FullFineTune(variants.FullConfig(lr=lr)),
-                replace(train, seed=seed),
-            )
-            result = run_trial(spec)
-            run = {
-                "lr": lr, "seed": seed, "dev": result.dev_metric, "test": result.test_metric,
-                "best_step": result.best_step, "steps": result.steps,
-                "trainable_params": result.trainable_params,
-                "sec_per_step": result.train_time_s / max(result.steps, 1),
-                "wall_s": result.wall_time_s,
-                "curve": [[p.step, round(p.dev_metric, 6)] for p in result.curve],
-            } | stamp(result.device)  # fmt: skip
-            results = update(path, "full", key, run)
-            say(f"full fine-tuning {key}: dev {run['dev']:.4f} test {run['test']:.4f} "
-                f"(best step {run['best_step']}, {result.wall_time_s:.0f} s)")  # fmt: skip
+    jobs = [(lr, seed) for seed in range(args.full_seeds) for lr in args.full_lrs]
+    for lr, seed in mine(jobs, args.shard):
+        key = f"lr={lr:g} seed={seed}"
+        if key in results.get("full", {}):
+            continue
+        spec = Trial(
+            data,
+            model,
+            variants.FullFineTune(variants.FullConfig(lr=lr)),
+            replace(train, seed=seed),
+        )
+        result = run_trial(spec)
+        run = {
+            "lr": lr, "seed": seed, "dev": result.dev_metric, "test": result.test_metric,
+            "best_step": result.best_step, "steps": result.steps,
+            "trainable_params": result.trainable_params,
+            "sec_per_step": result.train_time_s / max(result.steps, 1),
+            "wall_s": result.wall_time_s,
+            "curve": [[p.step, round(p.dev_metric, 6)] for p in result.curve],
+        } | stamp(result.device)  # fmt: skip
+        results = update(path, "full", key, run)
+        say(f"full fine-tuning {key}: dev {run['dev']:.4f} test {run['test']:.4f} "
+            f"(best step {run['best_step']}, {result.wall_time_s:.0f} s)")  # fmt: skip
     return results
 
 
@@ -447,6 +453,7 @@ def run_refits(args, path: Path, results: dict, storage: str, name: str) -> dict
     """Each distinct pick under seeds 0..n-1, as ``search/refit.py`` retrains a front trial:
     the study's data and model, the searched knobs, the refit budget and seed."""
     from lorasearch.adapters import build_adapter
+    from lorasearch.errors import LorasearchError, first_line
     from lorasearch.search import records
     from lorasearch.search.storage import load_study
     from lorasearch.training.trial import Trial, run_trial
@@ -458,26 +465,48 @@ def run_refits(args, path: Path, results: dict, storage: str, name: str) -> dict
         eval_every=args.eval_every,
         device=args.device,
     )
-    picks = {(p["study"], p["trial"]): p for p in results["picks"].values() if "trial" in p}
-    for (study, number), pick in sorted(picks.items(), key=lambda kv: kv[1]["trainable_params"]):
-        for seed in range(args.seeds):
-            key = f"{study} trial={number} seed={seed}"
-            if key in results.get("refits", {}):
-                continue
-            adapter = build_adapter(pick["variant"], **copy.deepcopy(pick["knobs"]))
+    picks: dict[str, dict] = {}  # one per configuration: two budgets may pick the same one
+    for pick in results["picks"].values():
+        if "trial" in pick:
+            picks.setdefault(json.dumps([pick["variant"], pick["knobs"]], sort_keys=True), pick)
+    ordered = sorted(  # the same order in every shard
+        (((p["study"], p["trial"]), p) for p in picks.values()),
+        key=lambda kv: (kv[1]["trainable_params"], kv[0]),
+    )
+    # seed-major: every pick's seed 0 before any seed 1, so a run cut short still covers them all
+    jobs = [(key, pick, seed) for seed in range(args.seeds) for key, pick in ordered]
+    for (study, number), pick, seed in mine(jobs, args.shard):
+        key = f"{study} trial={number} seed={seed}"
+        if key in results.get("refits", {}):
+            continue
+        adapter = build_adapter(pick["variant"], **copy.deepcopy(pick["knobs"]))
+        try:
             result = run_trial(Trial(fixed.data, fixed.model, adapter, replace(train, seed=seed)))
-            run = {
-                "study": study, "trial": number, "variant": pick["variant"], "seed": seed,
-                "dev": result.dev_metric, "test": result.test_metric,
-                "best_step": result.best_step, "steps": result.steps,
-                "trainable_params": result.trainable_params,
-                "sec_per_step": result.train_time_s / max(result.steps, 1),
-                "wall_s": result.wall_time_s,
-            } | stamp(result.device)  # fmt: skip
-            results = update(path, "refits", key, run)
-            say(f"refit {key} ({pick['variant']}, {run['trainable_params']:,} params): dev "
-                f"{run['dev']:.4f} test {run['test']:.4f} ({result.wall_time_s:.0f} s)")  # fmt: skip
+        except LorasearchError as exc:  # e.g. a non-finite loss: recorded, the others go on
+            run = {"study": study, "trial": number, "variant": pick["variant"],
+                   "knobs": pick["knobs"], "seed": seed, "failed": first_line(exc)}  # fmt: skip
+            results = update(path, "refits", key, run | stamp(args.device))
+            say(f"refit {key} ({pick['variant']}) failed: {run['failed']}")
+            continue
+        run = {
+            "study": study, "trial": number, "variant": pick["variant"], "knobs": pick["knobs"],
+            "seed": seed,
+            "dev": result.dev_metric, "test": result.test_metric,
+            "best_step": result.best_step, "steps": result.steps,
+            "trainable_params": result.trainable_params,
+            "sec_per_step": result.train_time_s / max(result.steps, 1),
+            "wall_s": result.wall_time_s,
+        } | stamp(result.device)  # fmt: skip
+        results = update(path, "refits", key, run)
+        say(f"refit {key} ({pick['variant']}, {run['trainable_params']:,} params): dev "
+            f"{run['dev']:.4f} test {run['test']:.4f} ({result.wall_time_s:.0f} s)")  # fmt: skip
     return results
+
+
+def mine(jobs: list, shard: tuple[int, int]) -> list:
+    """This process's share of ``jobs`` under ``--shard K/N``: every N-th from the K-th."""
+    index, count = shard
+    return jobs[index::count]
 
 
 def say(message: str) -> None:
@@ -497,7 +526,18 @@ def parse_args(argv=None):
     parser.add_argument("--data", help="data folder [default: $LORASEARCH_DATA/TASK]")
     parser.add_argument("--name", help="results name [default: budget_TASK]")
     parser.add_argument("--out", type=Path, default=TABLES, help="results folder")
-    parser.add_argument("--part", choices=("all", "full", "adapters"), default="all")
+    parser.add_argument(
+        "--part",
+        choices=("all", "full", "adapters", "search", "refits"),
+        default="all",
+        help="adapters = search (with the picks) then refits",
+    )
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        help="K/N: this process trains every N-th full fine-tuning run and refit from the K-th "
+        "(N processes sharing --out build one file)",
+    )
     parser.add_argument("--epochs", type=float, default=3, help="full fine-tuning epochs")
     parser.add_argument("--full-lrs", type=numbers(float), default=numbers(float)(FULL_LRS))
     parser.add_argument("--full-seeds", type=int, default=1, help="seeds per full-FT rate")
@@ -581,10 +621,12 @@ def prepare(args, path: Path) -> tuple[dict, tuple]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    args.shard = _bench("table").parse_shard(args.shard)
     if args.report:
         report(args.report)
         return
     from lorasearch._quiet import quiet_libraries
+    from lorasearch.errors import LorasearchError
 
     quiet_libraries()
     name = args.name or f"budget_{args.task}"
@@ -595,9 +637,12 @@ def main(argv=None) -> None:
     results, configs = prepare(args, path)
     if args.part in ("all", "full"):
         results = run_full(args, path, results, *configs)
-    if args.part in ("all", "adapters"):
+    if args.part in ("all", "adapters", "search"):
         results = run_search(args, path, results, storage, name, args.trials)
         results = make_picks(args, path, results, storage, name)
+    if args.part in ("all", "adapters", "refits"):
+        if not results.get("picks"):
+            raise LorasearchError(f"{path} has no picks yet: run --part search first")
         results = run_refits(args, path, results, storage, name)
     say(f"{path}: {time.perf_counter() - tick:.0f} s this run")
     print(render(read(path)))

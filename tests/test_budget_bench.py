@@ -138,3 +138,36 @@ def test_update_merges_records_and_report_names_a_missing_file(tmp_path, capsys)
     assert [p.name for p in tmp_path.iterdir()] == ["budget_x.json"]  # no scratch file left
     budget_py.report([tmp_path / "absent.json"])
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'absent.json'}: not run yet")
+
+
+def test_shards_split_the_jobs_disjointly_and_completely():
+    jobs = list(range(11))
+    shares = [budget_py.mine(jobs, (k, 3)) for k in range(3)]
+    assert shares[0] == [0, 3, 6, 9]
+    assert sorted(sum(shares, [])) == jobs
+
+
+def test_a_refit_counts_for_every_pick_of_the_same_configuration():
+    results = copy.deepcopy(RESULTS)
+    results["picks"]["1000000"] = _pick(7, 9_000, "b_le1000000")  # another study, same draw
+    results["refits"]["b trial=3 seed=0"]["knobs"] = {"rank": 2}
+    results["refits"]["b trial=3 seed=1"]["knobs"] = {"rank": 2}
+    rows = {r["budget"]: r for r in budget_py.budget_rows(results)}
+    assert rows[1000000]["seeds"] == 2
+    assert rows[1000000]["test"] == pytest.approx(0.896)
+    results["refits"]["b trial=3 seed=1"]["knobs"] = {"rank": 4}  # another configuration
+    rows = {r["budget"]: r for r in budget_py.budget_rows(results)}
+    assert rows[1000000]["seeds"] == 1 and rows[10000]["seeds"] == 2
+
+
+def test_a_failed_refit_is_counted_apart_from_the_mean():
+    results = copy.deepcopy(RESULTS)
+    results["refits"]["b trial=3 seed=2"] = {
+        "study": "b", "trial": 3, "variant": "lora", "seed": 2, "failed": "non-finite loss"
+    }  # fmt: skip
+    rows = {r["budget"]: r for r in budget_py.budget_rows(results)}
+    assert (rows[10000]["seeds"], rows[10000]["failed"]) == (2, 1)
+    assert rows[10000]["test"] == pytest.approx(0.896)
+    text = budget_py.render(results)
+    assert "| 0.8960 ± 0.0014 | 2 (1 more failed) | +0.40 pt |" in text
+    assert "refits 180 s for 6 runs" in text  # the failed run has no time to count
