@@ -17,22 +17,34 @@ steps per configuration; then the two headline numbers of issue 13: the fidelity
 of wall time in training steps, and its configurations per hour over the full-budget search's.
 
     python bench/fidelity_live.py [--steps 300] [--trials 27] [--full-trials 5]
-        [--eval-samples N] [--min-steps S] [--json]
+        [--eval-samples N] [--min-steps S] [--json] [--save FILE]
+    python bench/fidelity_live.py --show bench/tables/sst2_live.md   # a committed result
+
+The headline run takes about as long as the rest of ``make bench`` together, so it is run by
+itself once per change of the search (``--save``: the output under its command, time, date,
+commit and the machine's load) and ``run_all`` shows the committed file.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import io
 import json
 import math
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from table import commit  # noqa: E402
+
 from lorasearch._quiet import quiet_libraries
-from lorasearch.errors import run_script
+from lorasearch.errors import LorasearchError, run_script
 from lorasearch.search.config import Fixed, SearchConfig
 from lorasearch.search.records import front as front_records
 from lorasearch.search.records import trial_records
@@ -116,9 +128,17 @@ def main() -> None:
     parser.add_argument("--eval-samples", type=int, help="dev examples [default: all, 6,735]")
     parser.add_argument("--min-steps", type=int, help="lowest rung [default: the search's]")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--save", type=Path, help="also write the output, with its provenance")
+    parser.add_argument("--show", type=Path, help="only print a saved output")
     args = parser.parse_args()
+    if args.show:
+        if not args.show.exists():
+            raise LorasearchError(f"no saved live measurement: {args.show}")
+        print(args.show.read_text().strip())
+        return
     quiet_libraries()
     began = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    tick, load = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         out = {
@@ -132,6 +152,36 @@ def main() -> None:
     if args.json:
         print(json.dumps(out))
         return
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        show(out, args)
+    print(text.getvalue(), end="")
+    if args.save:
+        made = (
+            f"{time.perf_counter() - tick:.0f} s; {began[:10]}, commit {commit()}; "
+            f"{os.cpu_count()} cores, 1-minute load {load:.1f} at the start and "
+            f"{os.getloadavg()[0]:.1f} at the end"
+        )
+        command = " ".join(["python bench/fidelity_live.py", *without_save(sys.argv[1:])])
+        args.save.write_text(f"`{command}` ({made})\n\n{text.getvalue()}")
+
+
+def without_save(argv: list[str]) -> list[str]:
+    """The command's arguments less ``--save FILE`` (what reproduces the measurement)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--save="):
+            skip = False
+        elif arg == "--save":
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
+
+
+def show(out: dict, args) -> None:
+    """The tables and the two headline numbers of a run."""
+    f, full = out["fidelity"], out["full"]
     rungs = SearchConfig(1, SearchSpace.default(), min_steps=args.min_steps).rungs(args.steps)
     print(
         f"SST-2, MiniLM, all eight variants, R = {args.steps} steps (rungs {list(rungs)}), "
