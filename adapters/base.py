@@ -144,6 +144,12 @@ class Adapter(ABC):
         return dict(drawn)
 
     @classmethod
+    def for_steps(cls, knobs: dict[str, Any], searched: int, steps: int) -> dict[str, Any]:
+        """Knobs a search made for runs of ``searched`` steps, for a run of ``steps`` (a refit):
+        a knob that counts steps keeps its fraction of the run."""
+        return dict(knobs)
+
+    @classmethod
     def space_knobs(cls) -> set[str]:
         """The knobs a space file may set: the config's, plus search-only ones."""
         names = set(cls.config_class.knob_names()) | set(cls.search_knobs)

@@ -73,6 +73,15 @@ class DeltaLoraAdapter(LoraAdapter):
         return knobs
 
     @classmethod
+    def for_steps(cls, knobs: dict[str, Any], searched: int, steps: int) -> dict[str, Any]:
+        """``delta_start`` keeps its fraction of the run (a refit twice as long starts W's
+        updates twice as late, as a search with that budget would have drawn it)."""
+        knobs = dict(knobs)
+        if "delta_start" in knobs and steps != searched:
+            knobs["delta_start"] = int(knobs["delta_start"] * steps / searched)
+        return knobs
+
+    @classmethod
     def load_export(cls, base_model: nn.Module, directory: str | Path) -> nn.Module:
         return load_delta_lora(base_model, directory)
 

@@ -452,7 +452,7 @@ def make_picks(args, path: Path, results: dict, storage: str, name: str) -> dict
 def run_refits(args, path: Path, results: dict, storage: str, name: str) -> dict:
     """Each distinct pick under seeds 0..n-1, as ``search/refit.py`` retrains a front trial:
     the study's data and model, the searched knobs, the refit budget and seed."""
-    from lorasearch.adapters import build_adapter
+    from lorasearch.adapters import build_adapter, get_variant
     from lorasearch.errors import LorasearchError, first_line
     from lorasearch.search import records
     from lorasearch.search.storage import load_study
@@ -479,7 +479,10 @@ def run_refits(args, path: Path, results: dict, storage: str, name: str) -> dict
         key = f"{study} trial={number} seed={seed}"
         if key in results.get("refits", {}):
             continue
-        adapter = build_adapter(pick["variant"], **copy.deepcopy(pick["knobs"]))
+        knobs = get_variant(pick["variant"]).for_steps(
+            pick["knobs"], fixed.train.steps, train.steps
+        )
+        adapter = build_adapter(pick["variant"], **copy.deepcopy(knobs))
         try:
             result = run_trial(Trial(fixed.data, fixed.model, adapter, replace(train, seed=seed)))
         except LorasearchError as exc:  # e.g. a non-finite loss: recorded, the others go on

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import optuna
 
-from lorasearch.adapters import build_adapter
+from lorasearch.adapters import build_adapter, get_variant
 from lorasearch.errors import LorasearchError
 from lorasearch.search import records
 from lorasearch.training.trainer import TrainResult
@@ -68,7 +68,8 @@ def refit_front(
     train = replace(fixed.train, steps=steps, eval_every=None) if steps else fixed.train
     refits = []
     for trial in sorted(front, key=lambda t: t.values[1]):
-        variant, knobs = trial.variant, trial.knobs
+        variant = trial.variant
+        knobs = get_variant(variant).for_steps(trial.knobs, fixed.train.steps, train.steps)
         refit = Refit(trial.number, variant, knobs, trial.values[0])
         for seed in range(seeds):
             if on_run:

@@ -176,6 +176,14 @@ def test_delta_lora_from_search_composes_both_conversions():
     assert knobs == {"rank": 2, "alpha": 8.0, "delta_start": 10}
 
 
+def test_a_refit_at_another_budget_keeps_delta_start_as_a_fraction_of_the_run():
+    knobs = {"rank": 2, "alpha": 8.0, "delta_start": 10}  # drawn for 40 steps (0.25)
+    longer = VARIANTS["delta_lora"].for_steps(knobs, 40, 100)
+    assert longer == {"rank": 2, "alpha": 8.0, "delta_start": 25}
+    assert VARIANTS["delta_lora"].for_steps(knobs, 40, 40) == knobs
+    assert VARIANTS["lora"].for_steps({"rank": 2}, 40, 100) == {"rank": 2}  # nothing counts steps
+
+
 @pytest.mark.parametrize(
     ("knobs", "message"),
     [
