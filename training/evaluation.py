@@ -51,11 +51,16 @@ class LossTally:
             self._squares += delta * (loss - self.mean)
 
     @property
-    def standard_error(self) -> float:
-        """The standard error of the mean (sample std / sqrt(count)); infinite below two."""
+    def variance(self) -> float:
+        """The losses' sample variance; infinite below two."""
         if self.count < 2:
             return math.inf
-        return math.sqrt(max(self._squares, 0.0) / (self.count - 1) / self.count)
+        return max(self._squares, 0.0) / (self.count - 1)
+
+    @property
+    def standard_error(self) -> float:
+        """The standard error of the mean (sample std / sqrt(count)); infinite below two."""
+        return math.sqrt(self.variance / self.count) if self.count >= 2 else math.inf
 
 
 def needs_more_examples(tally: LossTally) -> bool:
@@ -64,10 +69,26 @@ def needs_more_examples(tally: LossTally) -> bool:
     return tally.count < RUNG_MIN_EXAMPLES or tally.standard_error > RUNG_SE_NATS
 
 
+def chunks_ahead(tally: LossTally, chunk_size: int) -> int:
+    """How many chunks a rung scores in one pass before it reads the rule again: up to
+    ``RUNG_MIN_EXAMPLES``, then as many as the losses' spread so far says the standard error
+    needs (``variance / RUNG_SE_NATS**2`` examples), at least one. The rule is still read after
+    every chunk, in order (``evaluate_subsample`` replays it), so this decides only how many
+    examples are scored together, never where the subsample stops: one pass sorts its examples
+    by length, and a model that needed 800 examples cost 6.3 s chunk by chunk (random lengths,
+    padded per half chunk) against 4.7 s for all 1,000 of dev in length order (SST-2, one
+    core)."""
+    target = RUNG_MIN_EXAMPLES
+    if tally.count >= 2:
+        target = max(target, math.ceil(tally.variance / RUNG_SE_NATS**2))
+    return max(1, math.ceil((target - tally.count) / chunk_size))
+
+
 def rung_chunk_size(eval_batch_size: int) -> int:
     """A rung scores chunks of half an eval batch (64 by default): the stopping rule is read
     after each, so a model that needs 300 examples scores 320, not 384 (a chunk is a random
-    draw, so it can only stop between chunks: inside one the order is by length)."""
+    draw, so it can only stop between chunks: inside one the order is by length). The chunk
+    is where the rule is read, not how examples are batched (``chunks_ahead``)."""
     return max(1, eval_batch_size // 2)
 
 
