@@ -18,7 +18,9 @@ Results go to ``OUT/NAME.json`` (default ``bench/tables/budget_TASK.json``), eac
 fine-tuning run and each refit seed recorded as it ends, with its command, commit, date and
 device: run the same command again and only what is missing trains (the search resumes in
 ``OUT/NAME.sqlite3``). ``--part full`` / ``--part adapters`` splits the work between machines
-sharing the folder. The table is printed from the file; ``--report`` prints it without training.
+sharing the folder; ``--part search`` then ``--part refits``, and ``--shard K/N`` over the full
+fine-tuning runs and the refits, split it between processes (``bench/gpu_tables.sh`` runs both
+tasks so on one GPU: 330 s on an H200 for the committed tables). The table is printed from the file; ``--report`` prints it without training.
 
 Cost, SST-2 defaults: full fine-tuning 3 x 5,685 steps, the search about 12,600 steps (48
 configurations to R = 810, multi-fidelity at ~0.33 of every trial to R), refits up to 5 picks x
