@@ -24,15 +24,25 @@ strategy that runs out of table configurations stops there and its curve stays f
   ``fidelity.rung_steps(R, --min-steps, --eta)``; one worker, so a trial's peers at a rung are the
   trials that reached it before), on -dev cross-entropy or on the dev metric. A trial not
   promoted costs the steps to its rung and ends PRUNED; only trials at R count on the front.
+- ``asha_strata`` / ``asha_shared`` / ``asha_shared1`` / ``asha_union`` / ``asha_variant``
+  (only when ``--strategies`` names them): candidates tried for issue 14's front span,
+  asha_loss with other promotions (:func:`promoter`): per params decade at every rung, each
+  decade its own count / the search's count shared round-robin over the decades / so at the
+  lowest rung only / both the search's and per decade / per variant by signal alone at the
+  lowest rung.
 
 Hypervolume is the search's (``search/pareto.py``): (best dev metric, log10 trainable params)
 from the reference (chance, log10 base model params), over trials that trained to R. Prints the
 mean and spread of each strategy's hypervolume at fractions of the budget, then the headline
-ratios of issue 13: the steps the default (``--default``, asha_loss) needs, on its mean curve, to
-reach random's and TPE's final mean hypervolume, over their steps. Writes a PNG of the curves.
+ratios of issue 13: the steps the default (``--default``, asha_loss; then each other asha_*)
+needs, on its mean curve, to reach random's and TPE's final mean hypervolume, over their steps;
+then the span of each
+strategy's front at the budget (non-dominated trials at R above chance): its decades of params,
+log10(max / min), and how often it has a point below 1e4, in 1e4-1e5, 1e5-1e6, from 1e6
+params; the last row is the front of every table configuration, the best a search can find. Writes a PNG of the curves.
 
     python bench/replay.py bench/tables/sst2.csv [--seeds 20] [--trials N] [--eta 3]
-        [--min-steps S] [--strategies random,tpe,early_stop,asha_loss,asha_metric]
+        [--min-steps S] [--strategies random,tpe,early_stop,asha_loss,asha_metric,...]
         [--png bench/tables/sst2_replay.png]
 """
 
@@ -53,7 +63,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from table import read_table  # noqa: E402
 
-STRATEGIES = ("random", "tpe", "early_stop", "asha_loss", "asha_metric")
+STRATEGIES = ("random", "tpe", "early_stop", "asha_loss", "asha_metric", "asha_strata",
+              "asha_shared", "asha_shared1", "asha_union", "asha_variant")  # fmt: skip
+BASE = STRATEGIES[:5]  # what runs by default; the candidates after them only when named
+DECADES = (1e4, 1e5, 1e6)  # the front's span counts points below, between and above these
 DEFAULT = "asha_loss"
 
 
@@ -174,10 +187,11 @@ def draw(study, space, R: int, unused: dict[int, Config], rng: random.Random):
     return trial, config
 
 
-def run(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps: int | None):
-    """One replay: [(steps spent, hypervolume)] after each trial, starting at (0, 0)."""
+def run(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps, found=None):
+    """One replay: [(steps spent, hypervolume)] after each trial, starting at (0, 0).
+    ``found``: a list that receives (steps spent, best dev metric, params) of each trial at R."""
     if strategy.startswith("asha"):
-        return run_asha(table, strategy, seed, trials, eta, min_steps)
+        return run_asha(table, strategy, seed, trials, eta, min_steps, found=found)
     import warnings
 
     import optuna
@@ -217,6 +231,8 @@ def run(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps
         if stopped is None:
             spent += max(steps)
             front.append((config.best, config.params))
+            if found is not None:
+                found.append((spent, config.best, config.params))
             study.tell(trial, [config.best, config.params])
         else:
             spent += stopped
@@ -226,7 +242,14 @@ def run(table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps
 
 
 def run_asha(
-    table: Table, strategy: str, seed: int, trials: int, eta: int, min_steps, reached=None
+    table: Table,
+    strategy: str,
+    seed: int,
+    trials: int,
+    eta: int,
+    min_steps,
+    reached=None,
+    found=None,
 ):
     """One replay of the search's successive halving with pauses (``search/promotion.py``): a
     configuration records its point at each rung and goes on if among the rung's
@@ -236,13 +259,14 @@ def run_asha(
     every table configuration has started, ``promotion.finish``'s rounding up at every rung
     applies (``fidelity.promotion_count``). The sampler is told PRUNED at a pause and the full
     result by the trial that reaches R (an enqueued trial with the same parameters).
-    ``reached``: a list that receives each configuration that reaches R, in order."""
+    ``reached``: a list that receives each configuration that reaches R, in order; ``found``:
+    as ``run``'s. ``asha_strata`` and ``asha_variant`` promote by :func:`promoter`."""
     import warnings
 
     import optuna
     from optuna.trial import TrialState
 
-    from lorasearch.search.fidelity import RungPoint, promotions, rung_steps
+    from lorasearch.search.fidelity import RungPoint, rung_steps
     from lorasearch.search.samplers import SAMPLERS
 
     R = table.steps
@@ -259,10 +283,11 @@ def run_asha(
     paused: dict[tuple[int, int], dict] = {}  # (rung, config index) -> its Optuna params
     queue: list[tuple[int, Config, dict]] = []  # promotions: (rung it resumes at, config, params)
     front, budget, spent, history = [], trials * R, 0, [(0, 0.0)]
+    promotions = promoter(table, strategy)
 
     def signal(config: Config, rung: int) -> float:
         metric, loss = config.curve[rung]
-        return -loss if strategy == "asha_loss" else metric
+        return metric if strategy == "asha_metric" else -loss
 
     def resume(k: int, chosen: set[int]) -> None:
         """Queue the paused configurations among rung ``k``'s ``chosen`` (a promotion)."""
@@ -280,7 +305,7 @@ def run_asha(
             here = points[rungs[k]]
             here[config.index] = RungPoint(config.index, signal(config, rungs[k]), config.params)
             top = k == len(rungs) - 2
-            chosen = {p.number for p in promotions(list(here.values()), eta, top=top)}
+            chosen = {p.number for p in promotions(list(here.values()), eta, k, top=top)}
             resume(k, chosen - {config.index})
             if config.index not in chosen:
                 paused[(rungs[k], config.index)] = params
@@ -290,7 +315,7 @@ def run_asha(
     def finish() -> bool:
         """Every configuration started: ``promotion.finish``'s promotions; False: none."""
         for k, rung in enumerate(rungs[:-1]):
-            chosen = {p.number for p in promotions(list(points[rung].values()), eta, final=True)}
+            chosen = {p.number for p in promotions(list(points[rung].values()), eta, k, final=True)}
             resume(k, chosen)
         return bool(queue)
 
@@ -303,6 +328,8 @@ def run_asha(
                 space.suggest(trial, R)
                 study.tell(trial, [config.best, config.params])
                 front.append((config.best, config.params))
+                if found is not None:
+                    found.append((spent, config.best, config.params))
                 if reached is not None:
                     reached.append(config)
         elif unused:
@@ -312,6 +339,8 @@ def run_asha(
             if climb(config, dict(trial.params), -1):
                 study.tell(trial, [config.best, config.params])
                 front.append((config.best, config.params))
+                if found is not None:
+                    found.append((spent, config.best, config.params))
                 if reached is not None:
                     reached.append(config)
             else:
@@ -322,6 +351,83 @@ def run_asha(
             break
         history.append((spent, hypervolume(front, table.chance, table.full_params)))
     return history
+
+
+def decade(params: int) -> int:
+    """The params decade: 0 below 1e4, 1 for 1e4-1e5, 2 for 1e5-1e6, 3 from 1e6."""
+    return sum(params >= d for d in DECADES)
+
+
+def promoter(table: Table, strategy: str):
+    """The rung's promotions ``(points, eta, k, top=, final=)``, k the rung's index: the
+    search's ``fidelity.promotions`` for ``asha_loss`` / ``asha_metric``; candidates:
+    ``asha_strata``, each params decade promotes its own share (its ``fidelity.promotions``), so
+    small configurations cannot crowd large ones out; ``asha_shared``, the search's count taken
+    round-robin over the decades (each decade's first by its own ``ranked``, ties of round by
+    the rung's ``ranked``), ``asha_shared1`` so at the lowest rung only; ``asha_union``, the
+    search's and ``asha_strata``'s; ``asha_variant``, at the lowest rung each variant promotes
+    its own share by signal alone (its params set equal), then as the search."""
+    from collections import defaultdict
+    from dataclasses import replace
+
+    from lorasearch.search.fidelity import promotion_count, promotions, ranked
+
+    variant = {c.index: c.variant for c in table.configs}
+
+    def grouped(points, eta, key, **kw):
+        groups = defaultdict(list)
+        for p in points:
+            groups[key(p)].append(p)
+        return [q for g in groups.values() for q in promotions(g, eta, **kw)]
+
+    def shared(points, eta, **kw):
+        valid = [p for p in points if not math.isnan(p.signal)]
+        overall = {p.number: i for i, p in enumerate(ranked(valid))}
+        rounds = {}
+        for d in {decade(p.params) for p in valid}:
+            rounds |= {
+                p.number: i
+                for i, p in enumerate(ranked([q for q in valid if decade(q.params) == d]))
+            }
+        order = sorted(valid, key=lambda p: (rounds[p.number], overall[p.number]))
+        return order[: promotion_count(len(valid), eta, **kw)]
+
+    def choose(points, eta, k, **kw):
+        if strategy == "asha_shared" or (strategy == "asha_shared1" and k == 0):
+            return shared(points, eta, **kw)
+        if strategy == "asha_strata":
+            return grouped(points, eta, lambda p: decade(p.params), **kw)
+        if strategy == "asha_union":
+            chosen = grouped(points, eta, lambda p: decade(p.params), **kw)
+            return chosen + [p for p in promotions(points, eta, **kw) if p not in chosen]
+        if strategy == "asha_variant" and k == 0:
+            alike = [replace(p, params=1) for p in points]
+            return grouped(alike, eta, lambda p: variant[p.number], **kw)
+        return promotions(points, eta, **kw)
+
+    return choose
+
+
+def front_of(found, chance: float, steps: float) -> list[tuple[float, int]]:
+    """The non-dominated (metric up, params down) points above chance found by ``steps``."""
+    points = sorted(
+        {(m, p) for s, m, p in found if s <= steps and m > chance}, key=lambda x: (x[1], -x[0])
+    )
+    front, best = [], -math.inf
+    for metric, params in points:
+        if metric > best:
+            front.append((metric, params))
+            best = metric
+    return front
+
+
+def span(front: list[tuple[float, int]]) -> tuple[float, set[int]]:
+    """The front's decades of params, log10(max / min) (0 when empty), and the decades it
+    has a point in (``decade``)."""
+    if not front:
+        return 0.0, set()
+    sizes = [p for _, p in front]
+    return math.log10(max(sizes) / min(sizes)), {decade(p) for p in sizes}
 
 
 def _check_rungs(table: Table, rungs) -> None:
@@ -351,14 +457,34 @@ def reach(grid, mean, target: float) -> float | None:
 
 
 def replay(table: Table, strategies, seeds: int, trials: int, eta: int, min_steps, points=201):
-    """{strategy: (grid, per-seed curves as an array [seeds, grid])} plus the budget."""
+    """The grid of steps, {strategy: per-seed curves as an array [seeds, grid]}, the budget,
+    and {strategy: per-seed fronts at the budget} (``front_of``)."""
     budget = trials * table.steps
     grid = np.linspace(0, budget, points)
-    curves = {}
+    curves, fronts = {}, {}
     for strategy in strategies:
-        runs = [run(table, strategy, seed, trials, eta, min_steps) for seed in range(seeds)]
+        founds = [[] for _ in range(seeds)]
+        runs = [
+            run(table, strategy, seed, trials, eta, min_steps, founds[seed])
+            for seed in range(seeds)
+        ]
         curves[strategy] = np.array([[at(h, g) for g in grid] for h in runs])
-    return grid, curves, budget
+        fronts[strategy] = [front_of(f, table.chance, budget) for f in founds]
+    return grid, curves, budget, fronts
+
+
+def spans(fronts) -> dict[str, tuple[float, float, list[float]]]:
+    """{strategy: (mean, std of the fronts' decades, fraction of seeds with a front point in
+    each params decade)}."""
+    out = {}
+    for strategy, per_seed in fronts.items():
+        measured = [span(f) for f in per_seed]
+        widths = np.array([w for w, _ in measured])
+        share = [
+            float(np.mean([d in held for _, held in measured])) for d in range(len(DECADES) + 1)
+        ]
+        out[strategy] = (float(widths.mean()), float(widths.std()), share)
+    return out
 
 
 def headline(grid, curves, budget, default: str = DEFAULT) -> dict[str, float | None]:
@@ -412,7 +538,7 @@ def main() -> None:
     parser.add_argument(
         "--min-steps", type=int, help="lowest rung [default: the search's, R // eta]"
     )
-    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--strategies", default=",".join(BASE))
     parser.add_argument("--default", default=DEFAULT, help="the strategy the ratios are for")
     parser.add_argument("--png", type=Path, help="[default: next to the table, _replay.png]")
     args = parser.parse_args()
@@ -425,7 +551,9 @@ def main() -> None:
     if unknown:
         raise LorasearchError(f"unknown strategies {sorted(unknown)} (from {STRATEGIES})")
     trials = args.trials or max(1, len(table.configs) // 4)
-    grid, curves, budget = replay(table, strategies, args.seeds, trials, args.eta, args.min_steps)
+    grid, curves, budget, fronts = replay(
+        table, strategies, args.seeds, trials, args.eta, args.min_steps
+    )
     from lorasearch.search.fidelity import rung_steps
 
     print(
@@ -443,11 +571,26 @@ def main() -> None:
             column = values[:, int(round(f * (len(grid) - 1)))]
             cells.append(f"{column.mean():.4f} ± {column.std():.4f}")
         print(f"| {strategy} | " + " | ".join(cells) + " |")
-    if args.default in curves:
-        for peer, ratio in headline(grid, curves, budget, args.default).items():
+    others = [s for s in curves if s.startswith("asha") and s != args.default]
+    for default in [args.default, *others] if args.default in curves else others:
+        for peer, ratio in headline(grid, curves, budget, default).items():
             final = curves[peer][:, -1].mean()
             shown = "never within the budget" if ratio is None else f"{ratio:.3f} of its steps"
-            print(f"{args.default} reaches {peer}'s final mean hypervolume ({final:.4f}): {shown}")
+            print(f"{default} reaches {peer}'s final mean hypervolume ({final:.4f}): {shown}")
+    print(
+        "\nThe front at the budget (trials at R): decades of params log10(max / min), mean ± "
+        "std over seeds, and the fraction of seeds with a front point in each decade"
+    )
+    print("| strategy | decades | <1e4 | 1e4-1e5 | 1e5-1e6 | >=1e6 |\n|---|---|---|---|---|---|")
+    own = [
+        front_of([(0, c.best, c.params) for c in table.configs if not c.failed], table.chance, 0)
+    ]
+    for strategy, (mean, std, share) in spans({**fronts, "(the table's front)": own}).items():
+        print(
+            f"| {strategy} | {mean:.2f} ± {std:.2f} | "
+            + " | ".join(f"{s:.2f}" for s in share)
+            + " |"
+        )
     png = args.png or args.table.with_name(args.table.stem + "_replay.png")
     plot(grid, curves, png, f"{args.table.stem}: {args.seeds} seeds, budget {trials} x R")
     print(f"wrote {png}")

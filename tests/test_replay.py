@@ -84,7 +84,7 @@ def test_full_budget_strategies_spend_exactly_trials_times_r(table):
 
 
 def test_asha_spends_fewer_steps_per_trial_and_keeps_a_front(table):
-    for strategy in ("asha_loss", "asha_metric"):
+    for strategy in [s for s in replay_py.STRATEGIES if s.startswith("asha")]:
         history = replay_py.run(table, strategy, seed=1, trials=6, eta=3, min_steps=1)
         costs = np.diff([s for s, _ in history])
         assert len(costs) > 6  # more configurations started for the same budget
@@ -110,9 +110,13 @@ def test_hypervolume_matches_the_search():
 
 def test_replay_reports_ratios_and_plots(table, tmp_path):
     strategies = ["random", "tpe", "asha_loss"]
-    grid, curves, budget = replay_py.replay(table, strategies, seeds=2, trials=6, eta=3,
-                                            min_steps=1, points=51)  # fmt: skip
+    grid, curves, budget, fronts = replay_py.replay(table, strategies, seeds=2, trials=6, eta=3,
+                                                    min_steps=1, points=51)  # fmt: skip
     assert budget == 6 * R and curves["random"].shape == (2, 51)
+    for strategy in strategies:  # each seed's front holds the final hypervolume
+        assert len(fronts[strategy]) == 2
+        for front, hv in zip(fronts[strategy], curves[strategy][:, -1], strict=True):
+            assert replay_py.hypervolume(front, CHANCE, table.full_params) == pytest.approx(hv)
     assert (np.diff(curves["tpe"], axis=1) >= 0).all()  # hypervolume never falls
     ratios = replay_py.headline(grid, curves, budget, "asha_loss")
     assert set(ratios) == {"random", "tpe"}
@@ -120,6 +124,62 @@ def test_replay_reports_ratios_and_plots(table, tmp_path):
     png = tmp_path / "hv.png"
     replay_py.plot(grid, curves, png, "synthetic")
     assert png.stat().st_size > 1000
+
+
+def test_the_front_and_its_span():
+    found = [
+        (27, 0.9, 50_000),
+        (54, 0.8, 5_000),
+        (81, 0.85, 200_000),  # dominated by the first
+        (108, 0.95, 2_000_000),
+        (120, 0.4, 100),  # below chance
+        (300, 0.99, 1_000),  # after the budget
+    ]
+    front = replay_py.front_of(found, CHANCE, 200)
+    assert front == [(0.8, 5_000), (0.9, 50_000), (0.95, 2_000_000)]
+    assert replay_py.span(front) == (pytest.approx(math.log10(400)), {0, 1, 3})
+    assert replay_py.span([]) == (0.0, set())
+    mean, std, share = replay_py.spans({"a": [front, [], [(0.9, 20_000)]]})["a"]
+    assert mean == pytest.approx(math.log10(400) / 3)
+    assert std == pytest.approx(np.std([math.log10(400), 0, 0]))
+    assert share == [pytest.approx(1 / 3), pytest.approx(2 / 3), 0.0, pytest.approx(1 / 3)]
+
+
+def test_candidate_promotions_keep_large_configurations():
+    from lorasearch.search.fidelity import RungPoint
+
+    sizes = [1_000, 2_000, 3_000, 1_000_000, 2_000_000, 3_000_000]
+    signals = [-0.5, -0.85, -0.7, -0.6, -0.9, -0.95]
+    variants = ["vera", "lora", "lora", "lora", "vera", "vera"]
+    table = replay_py.Table(
+        [
+            replay_py.Config(i, v, n, {})
+            for i, (v, n) in enumerate(zip(variants, sizes, strict=True))
+        ],
+        R,
+        CHANCE,
+        10**7,
+        500,
+    )
+    points = [RungPoint(i, s, n) for i, (s, n) in enumerate(zip(signals, sizes, strict=True))]
+
+    def chosen(strategy, k, **kw):
+        return sorted(p.number for p in replay_py.promoter(table, strategy)(points, 3, k, **kw))
+
+    # the search's: 0 dominates all, then 2 adds most to the rung's front: two small ones
+    assert chosen("asha_loss", 0) == chosen("asha_loss", 1) == [0, 2]
+    # one per params decade (two decades of three): the best small and the best large one
+    for strategy in ("asha_strata", "asha_shared"):
+        assert chosen(strategy, 0) == chosen(strategy, 1) == [0, 3]
+    assert chosen("asha_union", 0) == [0, 2, 3]  # both
+    # the lowest rung only: per decade / one per variant by signal alone; above, as the search
+    for strategy in ("asha_shared1", "asha_variant"):
+        assert chosen(strategy, 0) == [0, 3] and chosen(strategy, 1) == [0, 2]
+    # at the end of a search each group sends on at least min(n, eta): all six; shared keeps
+    # the search's count, ceil(6 / 3) and at least 3, third by the rung's order
+    for strategy in ("asha_strata", "asha_union", "asha_variant"):
+        assert chosen(strategy, 0, final=True) == list(range(6))
+    assert chosen("asha_loss", 0, final=True) == chosen("asha_shared", 0, final=True) == [0, 2, 3]
 
 
 def test_rungs_must_be_evaluated(tmp_path):
