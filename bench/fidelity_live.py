@@ -138,7 +138,7 @@ def main() -> None:
         return
     quiet_libraries()
     began = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    tick, load = time.perf_counter(), os.getloadavg()[0]
+    tick, load, code = time.perf_counter(), os.getloadavg()[0], commit()  # what runs: at the start
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         out = {
@@ -158,7 +158,7 @@ def main() -> None:
     print(text.getvalue(), end="")
     if args.save:
         made = (
-            f"{time.perf_counter() - tick:.0f} s; {began[:10]}, commit {commit()}; "
+            f"{time.perf_counter() - tick:.0f} s; {began[:10]}, commit {code}; "
             f"{os.cpu_count()} cores, 1-minute load {load:.1f} at the start and "
             f"{os.getloadavg()[0]:.1f} at the end"
         )
