@@ -15,6 +15,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -154,7 +155,8 @@ def main() -> None:
         f"Made by `python bench/run_all.py{' --quick' if args.quick else ''}` "
         f"(`make bench{'-quick' if args.quick else ''}`); each section names its command, its "
         f"time, its date and commit"
-        + (f" (this run: {total / 60:.1f} min)." if not args.only else "."),
+        + (f" (this run: {total / 60:.1f} min, commit {commit()})." if not args.only else "")
+        + (last_full_run(Path(args.output)) if args.only else ""),
         f"Machine: {machine()}.",
         "Every ratio is against a baseline measured in the same run.",
     ]
@@ -185,6 +187,13 @@ def run_one(title: str, command: list[str]) -> list[str]:
     print(run.stdout.strip().splitlines()[-1], file=sys.stderr, flush=True)
     made = f"{seconds:.0f} s; {datetime.date.today()}, commit {commit()}"
     return [f"`python bench/{' '.join(command)}` ({made})", "", run.stdout.strip()]
+
+
+def last_full_run(path: Path) -> str:
+    """What an earlier BENCHMARKS.md said of its last full run's time, for a partial re-run."""
+    old = path.read_text() if path.exists() else ""
+    found = re.search(r" \((?:this|last full) run: ([0-9.]+ min[^)]*)\)\.", old)
+    return f" (last full run: {found.group(1)})." if found else "."
 
 
 def read_sections(path: Path) -> dict[str, list[str]]:

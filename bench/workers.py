@@ -56,7 +56,7 @@ def run(workers: int, args, storage: str, tracking: str, folder: Path) -> dict:
         "--data", str(DATA / "sst2"), "--variants", "lora", "--steps", str(args.steps),
         "--eval-samples", "300", "--train-samples", "4000", "--storage", storage,
         "--study", "bench", "--total-trials", str(args.trials), "--tracking-uri", tracking,
-        "--no-early-stop",
+        "--no-early-stop", "--no-fidelity",  # every trial the same length: throughput alone
     ] + (["--model", args.model] if args.model else [])  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LORASEARCH_QUIET": "1"}
     start = time.perf_counter()
