@@ -14,7 +14,9 @@
 # Sizes come from the environment (the defaults are the committed tables' settings):
 # SEARCH_STEPS (270), SEARCH_TRIALS (48), SST2_REFIT_STEPS (1895, one epoch), REFIT_JOBS (6),
 # TABLE_SHARDS (4), TABLE_STEPS (243), TABLE_CONFIGS (32), EXTRA (more arguments for every
-# budget.py process, e.g. --train-samples 200 for a smoke run).
+# budget.py process, e.g. --train-samples 200 for a smoke run), SUFFIX (appended to the budget
+# results' names: other sizes need other files, e.g. SUFFIX=_r810 SEARCH_STEPS=810
+# SST2_REFIT_STEPS=5685 for the budget.py defaults, about 10-15 min on an H200).
 set -u
 results=${1:?usage: bench/gpu_tables.sh RESULTS [STOP_S]}
 stop=${2:-480}
@@ -42,7 +44,8 @@ job() {
 budget() {  # budget TASK EXTRA-ARGS...: full fine-tuning, search, refits of one task
     local task=$1
     shift
-    local common=(--task "$task" --out "$results" --steps "${SEARCH_STEPS:-270}"
+    local common=(--task "$task" --name "budget_$task${SUFFIX:-}" --out "$results"
+        --steps "${SEARCH_STEPS:-270}"
         --trials "${SEARCH_TRIALS:-48}" "$@" ${EXTRA:-})
     for lr in 2e-5 5e-5 1e-4; do
         job "$task full $lr" python "$here/budget.py" "${common[@]}" --part full --full-lrs "$lr" &
