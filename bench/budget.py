@@ -139,10 +139,12 @@ def _spread(values: list[float]) -> float:
 
 
 def full_rows(results: dict) -> list[dict]:
-    """Per learning rate: mean dev and test over its seeds (the pick by dev marked)."""
+    """Per learning rate: mean dev and test over its seeds (the pick by dev marked); a rate
+    whose runs all failed has none (``full_failures`` names them)."""
     by_lr: dict[float, list[dict]] = {}
     for run in results.get("full", {}).values():
-        by_lr.setdefault(run["lr"], []).append(run)
+        if "failed" not in run:
+            by_lr.setdefault(run["lr"], []).append(run)
     rows = [
         {
             "lr": lr,
@@ -161,6 +163,13 @@ def full_rows(results: dict) -> list[dict]:
     if rows:
         max(rows, key=lambda r: (r["dev"], -r["lr"]))["picked"] = True
     return rows
+
+
+def full_failures(results: dict) -> list[str]:
+    """The full fine-tuning runs that failed: 'lr=... seed=...: why'."""
+    return [
+        f"{key}: {run['failed']}" for key, run in results.get("full", {}).items() if "failed" in run
+    ]
 
 
 def budget_rows(results: dict) -> list[dict]:
@@ -247,6 +256,7 @@ def render(results: dict) -> str:
             f"| {lr} | {r['seeds']} | {r['dev']:.4f} | {r['test']:.4f} ± {r['test_std']:.4f} "
             f"| {', '.join(map(str, r['best_step']))} | {r['sec_per_step']:.3f} | {r['device']} |"
         )
+    lines += [f"- failed: {line}" for line in full_failures(results)]
     searches = results.get("searches", {})
     lines += [""] + [_search_line(s, name, r) for name, r in searches.items()]
     lines += [] if searches else ["Search: not run yet"]
@@ -328,6 +338,7 @@ def report(paths: list[Path]) -> None:
 
 def run_full(args, path: Path, results: dict, data, model, train) -> dict:
     """Each (learning rate, seed) of full fine-tuning not yet recorded."""
+    from lorasearch.errors import LorasearchError, first_line
     from lorasearch.training.trial import Trial, run_trial
 
     variants = _bench("variants")  # the full fine-tuning row of bench/variants.py
@@ -343,7 +354,13 @@ def run_full(args, path: Path, results: dict, data, model, train) -> dict:
             variants.FullFineTune(variants.FullConfig(lr=lr)),
             replace(train, seed=seed),
         )
-        result = run_trial(spec)
+        try:
+            result = run_trial(spec)
+        except LorasearchError as exc:  # e.g. a non-finite loss: recorded, the others go on
+            run = {"lr": lr, "seed": seed, "failed": first_line(exc)} | stamp(args.device)
+            results = update(path, "full", key, run)
+            say(f"full fine-tuning {key} failed: {run['failed']}")
+            continue
         run = {
             "lr": lr, "seed": seed, "dev": result.dev_metric, "test": result.test_metric,
             "best_step": result.best_step, "steps": result.steps,

@@ -171,3 +171,14 @@ def test_a_failed_refit_is_counted_apart_from_the_mean():
     text = budget_py.render(results)
     assert "| 0.8960 ± 0.0014 | 2 (1 more failed) | +0.40 pt |" in text
     assert "refits 180 s for 6 runs" in text  # the failed run has no time to count
+
+
+def test_a_failed_full_fine_tuning_run_is_listed_not_averaged():
+    results = copy.deepcopy(RESULTS)
+    results["full"]["lr=0.0003 seed=0"] = {"lr": 3e-4, "seed": 0, "failed": "non-finite loss"}
+    rows = budget_py.full_rows(results)
+    assert [r["lr"] for r in rows] == [2e-5, 5e-5, 1e-4]  # no row for a rate with no run
+    assert [r["picked"] for r in rows] == [False, True, False]
+    text = budget_py.render(results)
+    assert "- failed: lr=0.0003 seed=0: non-finite loss" in text
+    assert "full fine-tuning 180 s for 3 runs" in text
