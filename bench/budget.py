@@ -338,8 +338,7 @@ def report(paths: list[Path]) -> None:
 
 def run_full(args, path: Path, results: dict, data, model, train) -> dict:
     """Each (learning rate, seed) of full fine-tuning not yet recorded."""
-    from lorasearch.errors import LorasearchError, first_line
-    from lorasearch.training.trial import Trial, run_trial
+    from lorasearch.training.trial import Trial
 
     variants = _bench("variants")  # the full fine-tuning row of bench/variants.py
 
@@ -354,25 +353,41 @@ def run_full(args, path: Path, results: dict, data, model, train) -> dict:
             variants.FullFineTune(variants.FullConfig(lr=lr)),
             replace(train, seed=seed),
         )
-        try:
-            result = run_trial(spec)
-        except LorasearchError as exc:  # e.g. a non-finite loss: recorded, the others go on
-            run = {"lr": lr, "seed": seed, "failed": first_line(exc)} | stamp(args.device)
-            results = update(path, "full", key, run)
-            say(f"full fine-tuning {key} failed: {run['failed']}")
-            continue
-        run = {
-            "lr": lr, "seed": seed, "dev": result.dev_metric, "test": result.test_metric,
-            "best_step": result.best_step, "steps": result.steps,
-            "trainable_params": result.trainable_params,
-            "sec_per_step": result.train_time_s / max(result.steps, 1),
-            "wall_s": result.wall_time_s,
-            "curve": [[p.step, round(p.dev_metric, 6)] for p in result.curve],
-        } | stamp(result.device)  # fmt: skip
-        results = update(path, "full", key, run)
-        say(f"full fine-tuning {key}: dev {run['dev']:.4f} test {run['test']:.4f} "
-            f"(best step {run['best_step']}, {result.wall_time_s:.0f} s)")  # fmt: skip
+        results, run = train_and_record(
+            spec, path, "full", key, {"lr": lr, "seed": seed}, args.device, curve=True
+        )
+        if run is not None:
+            say(f"full fine-tuning {key}: dev {run['dev']:.4f} test {run['test']:.4f} "
+                f"(best step {run['best_step']}, {run['wall_s']:.0f} s)")  # fmt: skip
     return results
+
+
+def train_and_record(spec, path: Path, section: str, key: str, identity: dict, device: str,
+                     curve: bool = False) -> tuple[dict, dict | None]:  # fmt: skip
+    """Train ``spec`` and record it as ``results[section][key]``: ``identity``, then its scores
+    and times (with ``curve``, its dev curve), or ``failed`` when the library refused it (e.g.
+    a non-finite loss: recorded, the other runs go on). Returns (results, the run; None when
+    it failed)."""
+    from lorasearch.errors import LorasearchError, first_line
+    from lorasearch.training.trial import run_trial
+
+    try:
+        result = run_trial(spec)
+    except LorasearchError as exc:
+        run = identity | {"failed": first_line(exc)} | stamp(device)
+        say(f"{section} {key} failed: {run['failed']}")
+        return update(path, section, key, run), None
+    run = identity | {
+        "dev": result.dev_metric, "test": result.test_metric,
+        "best_step": result.best_step, "steps": result.steps,
+        "trainable_params": result.trainable_params,
+        "sec_per_step": result.train_time_s / max(result.steps, 1),
+        "wall_s": result.wall_time_s,
+    }  # fmt: skip
+    if curve:
+        run["curve"] = [[p.step, round(p.dev_metric, 6)] for p in result.curve]
+    run |= stamp(result.device)
+    return update(path, section, key, run), run
 
 
 def run_search(
@@ -472,10 +487,9 @@ def run_refits(args, path: Path, results: dict, storage: str, name: str) -> dict
     """Each distinct pick under seeds 0..n-1, as ``search/refit.py`` retrains a front trial:
     the study's data and model, the searched knobs, the refit budget and seed."""
     from lorasearch.adapters import build_adapter, get_variant
-    from lorasearch.errors import LorasearchError, first_line
     from lorasearch.search import records
     from lorasearch.search.storage import load_study
-    from lorasearch.training.trial import Trial, run_trial
+    from lorasearch.training.trial import Trial
 
     fixed = records.StudyRecord.of(load_study(name, storage)).fixed  # every study's the same
     train = replace(
@@ -502,26 +516,13 @@ def run_refits(args, path: Path, results: dict, storage: str, name: str) -> dict
             pick["knobs"], fixed.train.steps, train.steps
         )
         adapter = build_adapter(pick["variant"], **copy.deepcopy(knobs))
-        try:
-            result = run_trial(Trial(fixed.data, fixed.model, adapter, replace(train, seed=seed)))
-        except LorasearchError as exc:  # e.g. a non-finite loss: recorded, the others go on
-            run = {"study": study, "trial": number, "variant": pick["variant"],
-                   "knobs": pick["knobs"], "seed": seed, "failed": first_line(exc)}  # fmt: skip
-            results = update(path, "refits", key, run | stamp(args.device))
-            say(f"refit {key} ({pick['variant']}) failed: {run['failed']}")
-            continue
-        run = {
-            "study": study, "trial": number, "variant": pick["variant"], "knobs": pick["knobs"],
-            "seed": seed,
-            "dev": result.dev_metric, "test": result.test_metric,
-            "best_step": result.best_step, "steps": result.steps,
-            "trainable_params": result.trainable_params,
-            "sec_per_step": result.train_time_s / max(result.steps, 1),
-            "wall_s": result.wall_time_s,
-        } | stamp(result.device)  # fmt: skip
-        results = update(path, "refits", key, run)
-        say(f"refit {key} ({pick['variant']}, {run['trainable_params']:,} params): dev "
-            f"{run['dev']:.4f} test {run['test']:.4f} ({result.wall_time_s:.0f} s)")  # fmt: skip
+        spec = Trial(fixed.data, fixed.model, adapter, replace(train, seed=seed))
+        identity = {"study": study, "trial": number, "variant": pick["variant"],
+                    "knobs": pick["knobs"], "seed": seed}  # fmt: skip
+        results, run = train_and_record(spec, path, "refits", key, identity, args.device)
+        if run is not None:
+            say(f"refit {key} ({pick['variant']}, {run['trainable_params']:,} params): dev "
+                f"{run['dev']:.4f} test {run['test']:.4f} ({run['wall_s']:.0f} s)")  # fmt: skip
     return results
 
 

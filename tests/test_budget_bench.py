@@ -182,3 +182,21 @@ def test_a_failed_full_fine_tuning_run_is_listed_not_averaged():
     text = budget_py.render(results)
     assert "- failed: lr=0.0003 seed=0: non-finite loss" in text
     assert "full fine-tuning 180 s for 3 runs" in text
+
+
+def test_a_run_the_library_refuses_is_recorded_as_failed(tmp_path, monkeypatch):
+    from lorasearch.errors import LorasearchError
+    from lorasearch.training import trial
+
+    def diverge(spec):
+        raise LorasearchError("non-finite loss (nan) at step 7\nmore detail")
+
+    monkeypatch.setattr(trial, "run_trial", diverge)
+    path = tmp_path / "budget_x.json"
+    results, run = budget_py.train_and_record(
+        None, path, "refits", "b trial=3 seed=0", {"trial": 3, "seed": 0}, "cpu"
+    )
+    assert run is None
+    record = results["refits"]["b trial=3 seed=0"]
+    assert (record["trial"], record["failed"]) == (3, "non-finite loss (nan) at step 7")
+    assert json.loads(path.read_text()) == results
