@@ -41,10 +41,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from table import commit  # noqa: E402
+from table import commit, show_saved  # noqa: E402
 
 from lorasearch._quiet import quiet_libraries
-from lorasearch.errors import LorasearchError, run_script
+from lorasearch.errors import run_script
 from lorasearch.search.config import Fixed, SearchConfig
 from lorasearch.search.records import front as front_records
 from lorasearch.search.records import trial_records
@@ -132,9 +132,7 @@ def main() -> None:
     parser.add_argument("--show", type=Path, help="only print a saved output")
     args = parser.parse_args()
     if args.show:
-        if not args.show.exists():
-            raise LorasearchError(f"no saved live measurement: {args.show}")
-        print(args.show.read_text().strip())
+        show_saved(args.show, "live measurement")
         return
     quiet_libraries()
     began = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

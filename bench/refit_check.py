@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from replay import DEFAULT, Table, run_asha  # noqa: E402
-from table import read_table, train_one  # noqa: E402
+from table import read_table, show_saved, train_one  # noqa: E402
 
 
 def picks(table: Table, replays: int, trials: int) -> list:
@@ -90,9 +90,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.show:
-        if not args.show.exists():
-            raise LorasearchError(f"no saved refit check: {args.show}")
-        print(args.show.read_text().strip())
+        show_saved(args.show, "refit check")
         return
     if args.table is None or not args.table.exists():
         raise LorasearchError(f"table not found: {args.table}")

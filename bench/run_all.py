@@ -45,8 +45,8 @@ FULL = {
         "bench/tables/agnews_replay.png",
     ],
     "Multi-fidelity search live vs every trial to R (committed result)": [
-        # its 18 + 3 trials take 25-45 min on 2 cores, as long as the rest of `make bench`: run by
-        # itself with --save bench/tables/sst2_live.md (see bench/fidelity_live.py), shown here
+        # its 18 + 3 trials took 9 min on 2 idle cores and 46 on loaded ones: run by itself with
+        # --save bench/tables/sst2_live.md (see bench/fidelity_live.py), shown here
         "fidelity_live.py", "--show", "bench/tables/sst2_live.md",
     ],
     "Refit of the replayed search's pick vs the table's best (committed result)": [

@@ -63,6 +63,15 @@ TABLES = Path(__file__).resolve().parent / "tables"
 SETTINGS = ("task", "steps", "eval_every", "eval_samples", "train_samples", "seed", "batch_size")
 
 
+def show_saved(path: Path, what: str) -> None:
+    """Print a committed benchmark output (``--show``: a run too long for ``make bench``)."""
+    from lorasearch.errors import LorasearchError
+
+    if not path.exists():
+        raise LorasearchError(f"no saved {what}: {path}")
+    print(path.read_text().strip())
+
+
 def commit() -> str:
     root = Path(__file__).resolve().parent.parent
     try:
