@@ -176,12 +176,11 @@ def _data_rows(data: str, columns: list[str]) -> list[dict[str, str]]:
 def pip_requirements(meta: dict[str, Any]) -> list[str]:
     """This environment's versions of what the model imports (local labels such as ``+cpu``
     dropped), and the bundled model's package when the export's base is it."""
-    from lorasearch.training.models import BUNDLED_PACKAGE, default_model
+    from lorasearch.training.models import BUNDLED_PACKAGE, bundled_package
 
     names = list(REQUIREMENTS)
-    bundled = default_model()
-    if meta.get("base_model_package") == BUNDLED_PACKAGE or (
-        bundled is not None and meta.get("base_model") == bundled  # an export from before the mark
+    if meta.get("base_model_package") == BUNDLED_PACKAGE or bundled_package(
+        meta.get("base_model", "")  # an export from before the mark
     ):
         names.append(BUNDLED_PACKAGE)
     return [f"{n}=={importlib.metadata.version(n).split('+')[0]}" for n in names]
