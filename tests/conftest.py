@@ -51,6 +51,20 @@ def toy_data(tmp_path_factory) -> Path:
     return folder
 
 
+def toy_fixed(toy_data: Path, model: Path, **train):
+    """A search's fixed part on ``toy_data`` with ``model``: batches of 16 up to 24 tokens, and
+    ``train``'s other settings (steps, eval_every, ...)."""
+    from lorasearch.search.config import Fixed
+    from lorasearch.training.trainer import TrainConfig
+    from lorasearch.training.trial import DataConfig, ModelConfig
+
+    return Fixed(
+        DataConfig(data=str(toy_data), text_column="sentence"),
+        ModelConfig(model=str(model)),
+        TrainConfig(**({"batch_size": 16, "max_length": 24} | train)),
+    )
+
+
 def _tokenizer():
     from transformers import AutoTokenizer
 

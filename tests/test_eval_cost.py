@@ -7,8 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import toy_fixed
 
-from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.config import SearchConfig
 from lorasearch.search.records import trial_records
 from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
@@ -26,7 +27,6 @@ from lorasearch.training.evaluation import (
 )
 from lorasearch.training.metrics import compute_metric
 from lorasearch.training.trainer import TrainConfig, evaluate, evaluate_subsample
-from lorasearch.training.trial import DataConfig, ModelConfig
 
 CPU = torch.device("cpu")
 CONFIG = TrainConfig(eval_batch_size=128, seed=2)  # chunks of 64
@@ -151,11 +151,7 @@ def test_a_search_scores_no_dev_point_twice_and_a_front_trial_s_test_once(
     monkeypatch.setattr(trial_module, "train", train)
     monkeypatch.setattr(trainer, "evaluate_dev", evaluate_dev)
     monkeypatch.setattr(trainer, "evaluate", counting_evaluate)
-    fixed = Fixed(
-        DataConfig(data=str(toy_data), text_column="sentence"),
-        ModelConfig(model=str(tiny_bert)),
-        TrainConfig(steps=27, batch_size=16, max_length=24),
-    )
+    fixed = toy_fixed(toy_data, tiny_bert, steps=27)
     search = SearchConfig(
         trials=6, space=SearchSpace.default(["lora"]), storage=f"sqlite:///{tmp_path / 's.db'}",
         study_name="cost", min_steps=3, eta=3, early_stop=False,

@@ -13,21 +13,19 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from conftest import toy_rows, write_tsv
+from conftest import toy_fixed, toy_rows, write_tsv
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from lorasearch.cli import main
 from lorasearch.search import objective as objective_module
 from lorasearch.search.checkpoints import study_root
-from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.config import SearchConfig
 from lorasearch.search.fidelity import rung_steps
 from lorasearch.search.records import StudyRecord, TrialRecord, trial_records
 from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
 from lorasearch.training import trainer as trainer_module
-from lorasearch.training.trainer import TrainConfig
-from lorasearch.training.trial import DataConfig, ModelConfig
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED)
 # The default space may draw PiSSA/OLoRA at a rank above the tiny models' hidden size (32): such a
@@ -222,11 +220,7 @@ def by_number(trials, number):
 
 def _two_lora_trials(toy_data, tiny_bert, tmp_path) -> optuna.Study:
     """An in-process search of two short LoRA trials (for faults injected by monkeypatch)."""
-    fixed = Fixed(
-        DataConfig(data=str(toy_data), text_column="sentence"),
-        ModelConfig(model=str(tiny_bert)),
-        TrainConfig(steps=10, batch_size=16, max_length=24),
-    )
+    fixed = toy_fixed(toy_data, tiny_bert, steps=10)
     config = SearchConfig(
         trials=2, space=SearchSpace.default(["lora"]), storage=f"sqlite:///{tmp_path / 'f.db'}",
         study_name="f", early_stop=False,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import toy_fixed
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -20,19 +21,13 @@ from lorasearch.search.records import StudyRecord, trial_records
 from lorasearch.search.report import study_report
 from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
-from lorasearch.training.trainer import TrainConfig
-from lorasearch.training.trial import DataConfig, ModelConfig
 
 R, MIN, ETA = 27, 3, 3  # rungs 3, 9, 27
 RUNGS = rung_steps(R, MIN, ETA)
 
 
 def _fixed(toy_data, tiny_bert, steps=R) -> Fixed:
-    return Fixed(
-        DataConfig(data=str(toy_data), text_column="sentence"),
-        ModelConfig(model=str(tiny_bert)),
-        TrainConfig(steps=steps, batch_size=16, max_length=24),
-    )
+    return toy_fixed(toy_data, tiny_bert, steps=steps)
 
 
 def _search(fixed, tmp_path, trials, name="mf", enqueue=(), **config):

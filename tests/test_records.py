@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
+from conftest import toy_fixed
 from optuna.trial import TrialState
 
 from lorasearch.errors import LorasearchError
@@ -27,11 +28,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _fixed(toy_data, tiny_bert) -> Fixed:
-    return Fixed(
-        DataConfig(data=str(toy_data), text_column="sentence"),
-        ModelConfig(model=str(tiny_bert)),
-        TrainConfig(steps=10, batch_size=16, max_length=24, eval_every=5),
-    )
+    return toy_fixed(toy_data, tiny_bert, steps=10, eval_every=5)
 
 
 @pytest.fixture

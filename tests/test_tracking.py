@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import CHROMIUM, page_text, render
+from conftest import CHROMIUM, page_text, render, toy_fixed
 from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -20,26 +20,20 @@ from optuna.trial import TrialState, create_trial
 from lorasearch.cli import main
 from lorasearch.errors import LorasearchError
 from lorasearch.search import records
-from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.config import SearchConfig
 from lorasearch.search.records import StudyRecord, TrialRecord, trial_records
 from lorasearch.search.report import study_report
 from lorasearch.search.select import choose
 from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
 from lorasearch.tracking import MlflowTracking, NoTracking, Tracking, make_tracking
-from lorasearch.training.trainer import TrainConfig
-from lorasearch.training.trial import DataConfig, ModelConfig
 
 HERE = Path(__file__).parent
 STEPS = 20
 
 
 def _fixed(toy_data, tiny_bert):
-    return Fixed(
-        DataConfig(data=str(toy_data), text_column="sentence"),
-        ModelConfig(model=str(tiny_bert)),
-        TrainConfig(steps=STEPS, batch_size=16, max_length=24, eval_every=10),
-    )
+    return toy_fixed(toy_data, tiny_bert, steps=STEPS, eval_every=10)
 
 
 def _search(fixed, tmp_path, trials, name="t", tracking_uri=None, **config):
