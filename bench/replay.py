@@ -36,7 +36,7 @@ from the reference (chance, log10 base model params), over trials that trained t
 mean and spread of each strategy's hypervolume at fractions of the budget, then the headline
 ratios of issue 13: the steps the default (``--default``, asha_loss; then each other asha_*)
 needs, on its mean curve, to reach random's and TPE's final mean hypervolume, over their steps;
-then the span of each
+each with a 90% bootstrap interval over the seeds (:func:`interval`); then the span of each
 strategy's front at the budget (non-dominated trials at R above chance): its decades of params,
 log10(max / min), and how often it has a point below 1e4, in 1e4-1e5, 1e5-1e6, from 1e6
 params; the last row is the front of every table configuration, the best a search can find. Writes a PNG of the curves.
@@ -44,6 +44,11 @@ params; the last row is the front of every table configuration, the best a searc
     python bench/replay.py bench/tables/sst2.csv [--seeds 20] [--trials N] [--eta 3]
         [--min-steps S] [--strategies random,tpe,early_stop,asha_loss,asha_metric,...]
         [--png bench/tables/sst2_replay.png]
+
+``--subset N`` replays on N of the table's configurations drawn at random (seeded): with
+``--trials`` a quarter of the table, how many configurations a multi-fidelity strategy can start
+bounds its ratios. ``--signals STOP.csv`` replays with the signals below R from a ``table.py --stop`` table of the
+same draws (trained under other settings, e.g. a shorter warmup) and the finals from the table.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ import json
 import math
 import random
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -108,6 +113,35 @@ class Table:
     @property
     def configs_by_index(self) -> dict[int, Config]:
         return {c.index: c for c in self.configs}
+
+    def with_signals(self, other: Table) -> Table:
+        """This table with its signals below R (each evaluation step's dev metric and CE) taken
+        from ``other``: the same draws trained under other settings (``table.py --stop``). A
+        draw that diverged there fails here."""
+        from lorasearch.errors import LorasearchError
+
+        theirs = other.configs_by_index
+        if other.steps != self.steps:
+            raise LorasearchError(f"--signals has R = {other.steps}, the table {self.steps}")
+        if missing := sorted(c.index for c in self.configs if c.index not in theirs):
+            raise LorasearchError(f"--signals lacks configurations {missing}")
+        if differ := sorted(c.index for c in self.configs if c.drawn != theirs[c.index].drawn):
+            raise LorasearchError(f"--signals drew other configurations at {differ}")
+        configs = []
+        for c in self.configs:
+            signals = {s: v for s, v in theirs[c.index].curve.items() if s < self.steps}
+            configs.append(replace(c, curve=c.curve | signals if signals else {}))
+        return replace(self, configs=configs)
+
+    def subset(self, n: int, seed: int = 0) -> Table:
+        """``n`` of the table's configurations, drawn at random (seeded): the same table at a
+        smaller size, to see how far the ratios depend on how many configurations it holds."""
+        from lorasearch.errors import LorasearchError
+
+        if not 0 < n <= len(self.configs):
+            raise LorasearchError(f"--subset must be in [1, {len(self.configs)}], got {n}")
+        kept = set(random.Random(seed).sample([c.index for c in self.configs], n))
+        return replace(self, configs=[c for c in self.configs if c.index in kept])
 
     @classmethod
     def load(cls, path: Path) -> Table:
@@ -499,6 +533,24 @@ def headline(grid, curves, budget, default: str = DEFAULT) -> dict[str, float | 
     return out
 
 
+def interval(
+    grid, curves, budget, default: str, peer: str, draws: int = 1000, level: float = 0.9
+) -> tuple[float, float]:
+    """A ``level`` bootstrap interval of :func:`headline`'s ratio for ``peer``: both strategies'
+    seeds resampled with replacement ``draws`` times (seeded); a resample whose mean curve never
+    reaches the target counts as infinite."""
+    rng = np.random.default_rng(0)
+    mine, theirs = curves[default], curves[peer][:, -1]
+    ratios = []
+    for _ in range(draws):
+        target = theirs[rng.integers(0, len(theirs), len(theirs))].mean()
+        steps = reach(grid, mine[rng.integers(0, len(mine), len(mine))].mean(axis=0), target)
+        ratios.append(math.inf if steps is None else steps / budget)
+    tail = (1 - level) / 2
+    low, high = np.quantile(ratios, [tail, 1 - tail], method="inverted_cdf")
+    return float(low), float(high)
+
+
 def plot(grid, curves, png: Path, title: str) -> None:
     import matplotlib
 
@@ -541,11 +593,25 @@ def main() -> None:
     parser.add_argument("--strategies", default=",".join(BASE))
     parser.add_argument("--default", default=DEFAULT, help="the strategy the ratios are for")
     parser.add_argument("--png", type=Path, help="[default: next to the table, _replay.png]")
+    parser.add_argument(
+        "--signals",
+        type=Path,
+        help="a table.py --stop table of the same draws: rung signals from it, finals from TABLE",
+    )
+    parser.add_argument(
+        "--subset", type=int, help="replay on this many of the table's configurations (seeded)"
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if not args.table.exists():
         raise LorasearchError(f"table not found: {args.table}")
     table = Table.load(args.table)
+    if args.signals:
+        if not args.signals.exists():
+            raise LorasearchError(f"table not found: {args.signals}")
+        table = table.with_signals(Table.load(args.signals))
+    if args.subset:
+        table = table.subset(args.subset)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     unknown = set(strategies) - set(STRATEGIES)
     if unknown:
@@ -557,7 +623,11 @@ def main() -> None:
     from lorasearch.search.fidelity import rung_steps
 
     print(
-        f"{args.table}: {len(table.configs)} configurations, R = {table.steps}, rungs "
+        f"{args.table}"
+        + (f" (signals below R from {args.signals})" if args.signals else "")
+        + f": {len(table.configs)} configurations"
+        + (" (a random subset)" if args.subset else "")
+        + f", R = {table.steps}, rungs "
         f"{list(rung_steps(table.steps, args.min_steps, args.eta))}; budget {trials} x R = "
         f"{budget:,} steps; {args.seeds} seeds\n"
     )
@@ -575,7 +645,9 @@ def main() -> None:
     for default in [args.default, *others] if args.default in curves else others:
         for peer, ratio in headline(grid, curves, budget, default).items():
             final = curves[peer][:, -1].mean()
+            low, high = interval(grid, curves, budget, default, peer)
             shown = "never within the budget" if ratio is None else f"{ratio:.3f} of its steps"
+            shown += f" (90% bootstrap interval over seeds {low:.3f}-{high:.3f})"
             print(f"{default} reaches {peer}'s final mean hypervolume ({final:.4f}): {shown}")
     print(
         "\nThe front at the budget (trials at R): decades of params log10(max / min), mean ± "

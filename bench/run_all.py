@@ -25,6 +25,26 @@ from lorasearch.errors import run_script
 
 HERE = Path(__file__).parent
 
+
+def warmup_sections(seeds: str, png_folder: str) -> dict[str, list[str]]:
+    """The SST-2 table's replay at half its size, and its rung signals under a warmup that ends
+    before rung 1 (``table.py --stop`` rows, committed) with their replay."""
+    replay = ["replay.py", "bench/tables/sst2.csv", "--seeds", seeds, "--strategies",
+              "random,tpe,asha_loss"]  # fmt: skip
+    signals = "bench/tables/sst2_warmup4.csv"
+    return {
+        "The same on half the table (32 configurations drawn at random)": [
+            *replay, "--subset", "32", "--png", f"{png_folder}/sst2_replay_half.png",
+        ],
+        "Rung signals with the warmup ended before rung 1 (the table's draws to step 27)": [
+            "table.py", "--report", signals, "--against", "bench/tables/sst2.csv",
+        ],
+        "The replay with those rung signals": [
+            *replay, "--signals", signals, "--png", f"{png_folder}/sst2_replay_warmup4.png",
+        ],
+    }  # fmt: skip
+
+
 FULL = {
     "Trial throughput vs PEFT + transformers.Trainer": ["throughput.py", "--steps", "100"],
     "Learning-curve table: which early signal predicts the final front": [
@@ -37,6 +57,7 @@ FULL = {
         "replay.py", "bench/tables/sst2.csv", "--seeds", "30", "--min-steps", "27",
         "--strategies", "random,tpe,asha_loss", "--png", "bench/tables/sst2_replay_r9.png",
     ],
+    **warmup_sections("30", "bench/tables"),
     "The AG News table (32 configurations, same R and rungs)": [
         "table.py", "--report", "bench/tables/agnews.csv",
     ],
@@ -70,6 +91,7 @@ QUICK = {
     "Search strategies replayed on the table: hypervolume vs training steps": [
         "replay.py", "bench/tables/sst2_pilot.csv", "--seeds", "2", "--png", "/tmp/replay.png",
     ],
+    **warmup_sections("2", "/tmp"),
     "The AG News table (32 configurations, same R and rungs)": [
         "table.py", "--report", "bench/tables/agnews.csv",
     ],

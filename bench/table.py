@@ -28,6 +28,13 @@ step's dev metric and of its -cross-entropy with the full-budget (best) dev metr
         --eval-samples 500            # the pilot
     python bench/table.py --report bench/tables/sst2_pilot.csv   # correlations only
 
+``--stop S`` trains each draw only to step S of its R-step schedule and scores no test: the
+early signals under other settings (``--warmup-ratio``) at a fraction of a table's cost, for
+``replay.py --signals``; its correlations are reported ``--against`` the full table:
+
+    python bench/table.py --task sst2 --name sst2_warmup4 --configs 64 --steps 243 \\
+        --eval-samples 500 --warmup-ratio 0.0185 --stop 27 --against bench/tables/sst2.csv
+
 The dev cross-entropy comes from ``EvalPoint.dev_loss`` where the trainer records it; with a
 trainer that does not, the table computes it itself in the same forward pass as the metric
 (``_DevLossProbe`` wraps the trainer's ``evaluate``), so both numbers score the same weights.
@@ -60,7 +67,10 @@ COLUMNS = [
     "params",
 ]
 TABLES = Path(__file__).resolve().parent / "tables"
-SETTINGS = ("task", "steps", "eval_every", "eval_samples", "train_samples", "seed", "batch_size")
+SETTINGS = ("task", "steps", "eval_every", "eval_samples", "train_samples", "seed", "batch_size",
+            "warmup_ratio", "stop")  # fmt: skip
+# What a table made before a setting existed was made with.
+EARLIER = {"warmup_ratio": 0.06, "stop": None}
 
 
 def show_saved(path: Path, what: str) -> None:
@@ -151,18 +161,22 @@ class _DevLossProbe:
         return False
 
 
-def train_one(fixed, variant: str, knobs: dict):
-    """Train one configuration; returns (TrainResult, dev losses per curve point)."""
+def train_one(fixed, variant: str, knobs: dict, stop: int | None = None):
+    """Train one configuration (to step ``stop`` of its R-step schedule, unscored on test, where
+    given); returns (TrainResult, dev losses per curve point)."""
     from lorasearch.adapters import build_adapter
     from lorasearch.training.trainer import EvalPoint
     from lorasearch.training.trial import Trial, run_trial
 
     spec = Trial(fixed.data, fixed.model, build_adapter(variant, **knobs), fixed.train)
+    options = {}
+    if stop is not None:
+        options = {"on_eval": lambda p: "stop" if p.step >= stop else None, "score_test": False}
     if "dev_loss" in getattr(EvalPoint, "__dataclass_fields__", {}):
-        result = run_trial(spec)
+        result = run_trial(spec, **options)
         return result, [p.dev_loss for p in result.curve]
     with _DevLossProbe() as probe:
-        result = run_trial(spec)
+        result = run_trial(spec, **options)
     return result, probe.losses[: len(result.curve)]  # the last call scored the test split
 
 
@@ -233,10 +247,11 @@ def spearman(x, y) -> float:
         return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
 
 
-def correlations(rows: list[dict]) -> list[tuple[int, int, float, float]]:
+def correlations(rows: list[dict], finals: list[dict] | None = None):
     """Per evaluation step: (step, configurations, rho(dev metric), rho(-dev CE)) against each
-    configuration's full-budget (best) dev metric."""
-    final = {r["config"]: r["best_dev"] for r in rows if not math.isnan(r["best_dev"])}
+    configuration's full-budget (best) dev metric, from ``finals`` (another table of the same
+    draws: a ``--stop`` table has none of its own) or the rows' own."""
+    final = {r["config"]: r["best_dev"] for r in finals or rows if not math.isnan(r["best_dev"])}
     steps = sorted({r["step"] for r in rows if r["step"] > 0})
     out = []
     for step in steps:
@@ -247,17 +262,21 @@ def correlations(rows: list[dict]) -> list[tuple[int, int, float, float]]:
     return out
 
 
-def report(path: Path) -> None:
+def report(path: Path, against: Path | None = None) -> None:
     rows = read_table(path)
     configs = {r["config"] for r in rows}
     variants = sorted({r["variant"] for r in rows})
     print(
         f"{path}: {len(configs)} configurations, {len(rows)} rows, variants {', '.join(variants)}"
     )
-    print("\nSpearman correlation with the full-budget dev metric, across configurations")
+    print(
+        "\nSpearman correlation with the full-budget dev metric"
+        + (f" of {against}" if against else "")
+        + ", across configurations"
+    )
     print("| step | configurations | dev metric | -dev cross-entropy |")
     print("|---|---|---|---|")
-    for step, n, metric, loss in correlations(rows):
+    for step, n, metric, loss in correlations(rows, against and read_table(against)):
         print(f"| {step} | {n} | {metric:.3f} | {loss:.3f} |")
 
 
@@ -285,7 +304,23 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (training seed 0)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--warmup-ratio", type=float, default=EARLIER["warmup_ratio"], help="of R (the trainer's)"
+    )
+    parser.add_argument(
+        "--stop",
+        type=int,
+        help="train each draw only to this step of its R-step schedule (no test score): the "
+        "early signals under other settings, for replay.py --signals; reported --against the "
+        "full table",
+    )
     parser.add_argument("--report", type=Path, help="only print the correlations of this CSV")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="the full-budget table whose finals the report ranks by (and, building, whose "
+        "space and settings but --warmup-ratio/--stop the draws must share)",
+    )
     parser.add_argument(
         "--shard",
         default="0/1",
@@ -293,8 +328,11 @@ def main() -> None:
         "folder) build one table together; each configuration's rows are appended under a lock",
     )
     args = parser.parse_args()
+    for given in (args.report, args.against):
+        if given and not given.exists():
+            raise LorasearchError(f"table not found: {given}")
     if args.report:
-        report(args.report)
+        report(args.report, args.against)
         return
     shard, shards = parse_shard(args.shard)
     quiet_libraries()
@@ -306,6 +344,10 @@ def main() -> None:
         raise LorasearchError(
             f"rungs {missing} of R = {args.steps} are not evaluation steps (every {eval_every}); "
             "choose R divisible by 27"
+        )
+    if args.stop is not None and not (0 < args.stop <= args.steps and args.stop % eval_every == 0):
+        raise LorasearchError(
+            f"--stop must be an evaluation step (a multiple of {eval_every}) up to R, got {args.stop}"
         )
     name = args.name or args.task
     args.out.mkdir(parents=True, exist_ok=True)
@@ -324,6 +366,7 @@ def main() -> None:
             batch_size=args.batch_size,
             seed=0,
             device=args.device,
+            warmup_ratio=args.warmup_ratio,
         ),
     )
     settings = {
@@ -334,13 +377,21 @@ def main() -> None:
         "train_samples": args.train_samples,
         "seed": args.seed,
         "batch_size": args.batch_size,
+        "warmup_ratio": args.warmup_ratio,
+        "stop": args.stop,
     }
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
-    if meta and {k: meta.get(k) for k in SETTINGS} != settings:
+    made = meta and {k: meta.get(k, EARLIER.get(k)) for k in SETTINGS}
+    if meta and made != settings:
         raise LorasearchError(
-            f"{meta_path} was made with other settings "
-            f"({ {k: meta.get(k) for k in SETTINGS} }); use another --name"
+            f"{meta_path} was made with other settings ({made}); use another --name"
         )
+    space = json.loads(SearchSpace.default().to_json())
+    if args.against:  # the same draws as the full table, from the space it was drawn from
+        full = json.loads(args.against.with_suffix(".json").read_text())
+        if differ := [k for k in SETTINGS if k not in EARLIER and full.get(k) != settings[k]]:
+            raise LorasearchError(f"{args.against} was made with other {', '.join(differ)}")
+        space = full["space"]
     done = {r["config"] for r in read_table(csv_path)} if csv_path.exists() else set()
     task, loaded = load_inputs(fixed.data, fixed.model)
     if meta is None:
@@ -354,7 +405,7 @@ def main() -> None:
             "dev_size": len(task.dev),
             "rungs": list(rung_steps(args.steps, eval_every, 3)),
             "columns": COLUMNS,
-            "space": json.loads(SearchSpace.default().to_json()),
+            "space": space,
         }
     if "space" not in meta:
         raise LorasearchError(f"{meta_path} records no space: add the one it was drawn from")
@@ -374,7 +425,7 @@ def main() -> None:
             tick = time.perf_counter()
             drawn = json.dumps(params, sort_keys=True, separators=(",", ":"))
             try:
-                result, losses = train_one(fixed, variant, knobs)
+                result, losses = train_one(fixed, variant, knobs, args.stop)
             except LorasearchError as exc:  # diverged: a failed configuration
                 print(f"config {index} {variant}: failed ({exc})", file=sys.stderr)
                 append(handle, [[index, variant, 0, "", 0, "", "", "", "", drawn]])
@@ -382,21 +433,27 @@ def main() -> None:
             per_step = result.train_time_s / max(result.steps, 1)
             append(handle, [
                 [index, variant, result.trainable_params, f"{per_step:.5f}", point.step,
-                 f"{point.dev_metric:.6f}", f"{loss:.6f}", f"{result.dev_metric:.6f}",
+                 f"{point.dev_metric:.6f}", f"{loss:.6f}",
+                 "" if args.stop else f"{result.dev_metric:.6f}",
                  "" if result.test_metric is None else f"{result.test_metric:.6f}", drawn]
                 for point, loss in zip(result.curve, losses, strict=True)
             ])  # fmt: skip
             done = {r["config"] for r in read_table(csv_path)}  # other shards' too
             meta["configs"] = len(done)
             meta_path.write_text(json.dumps(meta, indent=1) + "\n")
+            dev = (
+                f"dev {result.curve[-1].dev_metric:.4f} at {args.stop}"
+                if args.stop
+                else (f"best dev {result.dev_metric:.4f}")
+            )
             print(
-                f"config {index} {variant} params {result.trainable_params:,} "
-                f"best dev {result.dev_metric:.4f} ({time.perf_counter() - tick:.0f} s, "
+                f"config {index} {variant} params {result.trainable_params:,} {dev} "
+                f"({time.perf_counter() - tick:.0f} s, "
                 f"{len(done)}/{args.configs})",
                 file=sys.stderr,
                 flush=True,
             )
-    report(csv_path)
+    report(csv_path, args.against)
 
 
 if __name__ == "__main__":

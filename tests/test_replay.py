@@ -211,3 +211,92 @@ def test_draws_are_reproducible():
     first = list(table_py.draws(5, 300, 3))
     assert first == list(table_py.draws(5, 300, 3))
     assert first != list(table_py.draws(5, 300, 4))
+
+
+def test_signals_from_another_table_replace_the_rungs_only(tmp_path):
+    """``--signals``: the curve below R comes from the other table, the finals stay."""
+    from dataclasses import replace
+
+    from lorasearch.errors import LorasearchError
+
+    table = replay_py.Table.load(synthetic_table(tmp_path, n=6))
+    (tmp_path / "other").mkdir()
+    other = replay_py.Table.load(synthetic_table(tmp_path / "other", n=6))  # the same draws
+    flipped = [  # other signals below R (a --stop table: no finals); draw 1 diverged there
+        replace(
+            c,
+            curve={}
+            if c.index == 1
+            else {s: (1 - m, -l) for s, (m, l) in c.curve.items() if s <= 9},
+            best=math.nan,
+        )  # fmt: skip
+        for c in other.configs
+    ]
+    merged = table.with_signals(replace(other, configs=flipped))
+    for mine, theirs, was in zip(merged.configs, flipped, table.configs, strict=True):
+        assert (mine.best, mine.params) == (was.best, was.params) or was.failed
+        if was.failed or mine.index == 1:
+            assert mine.failed
+            continue
+        for step, value in mine.curve.items():
+            assert value == (theirs.curve[step] if step <= 9 else was.curve[step])
+    with pytest.raises(LorasearchError, match="lacks configurations"):
+        table.with_signals(replace(other, configs=flipped[:3]))
+    moved = [replace(c, drawn={**c.drawn, "variant": "x"}) if c.index == 2 else c for c in flipped]
+    with pytest.raises(LorasearchError, match=r"drew other configurations at \[2\]"):
+        table.with_signals(replace(other, configs=moved))
+    with pytest.raises(LorasearchError, match="R = 81"):
+        table.with_signals(replace(other, steps=81))
+
+
+def test_correlations_against_another_tables_finals():
+    rows = [  # a --stop table: signals, no finals
+        {"config": c, "step": 1, "dev_metric": 0.5 + c / 100, "dev_loss": c, "best_dev": math.nan}
+        for c in range(4)
+    ]
+    finals = [{"config": c, "step": 2, "best_dev": 0.9 - c / 10} for c in range(4)]
+    [(step, n, metric, loss)] = table_py.correlations(rows)  # no finals of its own
+    assert (step, n) == (1, 0) and math.isnan(metric) and math.isnan(loss)
+    assert table_py.correlations(rows, finals) == [(1, 4, pytest.approx(-1.0), pytest.approx(1.0))]
+
+
+def test_a_stop_table_trains_only_to_its_step(toy_data, tiny_bert):
+    from conftest import toy_fixed
+
+    fixed = toy_fixed(toy_data, tiny_bert, steps=12, eval_every=2, warmup_ratio=0.5)
+    result, losses = table_py.train_one(fixed, "lora", {"rank": 2, "lr": 1e-3}, stop=4)
+    assert [p.step for p in result.curve] == [2, 4] and result.steps == 4
+    assert result.test_metric is None and len(losses) == 2
+    full, _ = table_py.train_one(fixed, "lora", {"rank": 2, "lr": 1e-3})
+    assert [(p.dev_metric, p.dev_loss) for p in full.curve[:2]] == [
+        (p.dev_metric, p.dev_loss) for p in result.curve
+    ]  # the same schedule: a prefix of the full run
+    assert full.test_metric is not None
+
+
+def test_the_ratios_bootstrap_interval():
+    grid, budget = np.linspace(0, 100, 101), 100
+    ramps = np.array([np.clip(grid / k, 0, 1) for k in (20, 40, 60)])  # reach 0.5 at 10, 20, 30
+    peer = np.full((3, 101), 0.5)  # its final mean: 0.5 whatever the resample
+    same = {"asha_loss": ramps[[1, 1, 1]], "random": peer}
+    ratio = replay_py.headline(grid, same, budget)["random"]
+    assert ratio == pytest.approx(0.2)
+    assert replay_py.interval(grid, same, budget, "asha_loss", "random") == (ratio, ratio)
+    mixed = {"asha_loss": ramps, "random": peer}
+    ratio = replay_py.headline(grid, mixed, budget)["random"]
+    low, high = replay_py.interval(grid, mixed, budget, "asha_loss", "random")
+    assert 0.1 <= low < ratio < high <= 0.3  # between the fastest and the slowest seed alone
+    never = {"asha_loss": ramps, "random": peer * 4}  # a target of 2: never reached
+    assert replay_py.interval(grid, never, budget, "asha_loss", "random") == (math.inf, math.inf)
+
+
+def test_a_subset_is_seeded_and_sized(table):
+    from lorasearch.errors import LorasearchError
+
+    part = table.subset(10)
+    assert len(part.configs) == 10 and part.steps == table.steps
+    assert [c.index for c in part.configs] == [c.index for c in table.subset(10).configs]
+    assert {c.index for c in part.configs} <= {c.index for c in table.configs}
+    assert table.subset(len(table.configs)).configs == table.configs
+    with pytest.raises(LorasearchError, match="--subset"):
+        table.subset(0)
