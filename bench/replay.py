@@ -647,7 +647,9 @@ def main() -> None:
             final = curves[peer][:, -1].mean()
             low, high = interval(grid, curves, budget, default, peer)
             shown = "never within the budget" if ratio is None else f"{ratio:.3f} of its steps"
-            shown += f" (90% bootstrap interval over seeds {low:.3f}-{high:.3f})"
+            if not math.isinf(low):
+                high_text = "never" if math.isinf(high) else f"{high:.3f}"
+                shown += f" (90% bootstrap interval over seeds {low:.3f}-{high_text})"
             print(f"{default} reaches {peer}'s final mean hypervolume ({final:.4f}): {shown}")
     print(
         "\nThe front at the budget (trials at R): decades of params log10(max / min), mean ± "
