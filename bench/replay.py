@@ -47,8 +47,9 @@ params; the last row is the front of every table configuration, the best a searc
 
 ``--subset N`` replays on N of the table's configurations drawn at random (seeded): with
 ``--trials`` a quarter of the table, how many configurations a multi-fidelity strategy can start
-bounds its ratios. ``--signals STOP.csv`` replays with the signals below R from a ``table.py --stop`` table of the
-same draws (trained under other settings, e.g. a shorter warmup) and the finals from the table.
+bounds its ratios. ``--signals STOP.csv`` replays with the signals below R from a
+``table.py --stop`` table of the same draws (trained under other settings, e.g. a shorter
+warmup) and the finals from the table.
 """
 
 from __future__ import annotations
@@ -610,7 +611,7 @@ def main() -> None:
         if not args.signals.exists():
             raise LorasearchError(f"table not found: {args.signals}")
         table = table.with_signals(Table.load(args.signals))
-    if args.subset:
+    if args.subset is not None:
         table = table.subset(args.subset)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     unknown = set(strategies) - set(STRATEGIES)
@@ -626,7 +627,7 @@ def main() -> None:
         f"{args.table}"
         + (f" (signals below R from {args.signals})" if args.signals else "")
         + f": {len(table.configs)} configurations"
-        + (" (a random subset)" if args.subset else "")
+        + (" (a random subset)" if args.subset is not None else "")
         + f", R = {table.steps}, rungs "
         f"{list(rung_steps(table.steps, args.min_steps, args.eta))}; budget {trials} x R = "
         f"{budget:,} steps; {args.seeds} seeds\n"
