@@ -222,16 +222,11 @@ def test_signals_from_another_table_replace_the_rungs_only(tmp_path):
     table = replay_py.Table.load(synthetic_table(tmp_path, n=6))
     (tmp_path / "other").mkdir()
     other = replay_py.Table.load(synthetic_table(tmp_path / "other", n=6))  # the same draws
-    flipped = [  # other signals below R (a --stop table: no finals); draw 1 diverged there
-        replace(
-            c,
-            curve={}
-            if c.index == 1
-            else {s: (1 - m, -l) for s, (m, l) in c.curve.items() if s <= 9},
-            best=math.nan,
-        )  # fmt: skip
-        for c in other.configs
-    ]
+    def stopped(c):  # other signals below R (a --stop table: no finals); draw 1 diverged there
+        signals = {s: (1 - metric, -loss) for s, (metric, loss) in c.curve.items() if s <= 9}
+        return replace(c, curve={} if c.index == 1 else signals, best=math.nan)
+
+    flipped = [stopped(c) for c in other.configs]
     merged = table.with_signals(replace(other, configs=flipped))
     for mine, theirs, was in zip(merged.configs, flipped, table.configs, strict=True):
         assert (mine.best, mine.params) == (was.best, was.params) or was.failed
