@@ -222,6 +222,7 @@ def test_signals_from_another_table_replace_the_rungs_only(tmp_path):
     table = replay_py.Table.load(synthetic_table(tmp_path, n=6))
     (tmp_path / "other").mkdir()
     other = replay_py.Table.load(synthetic_table(tmp_path / "other", n=6))  # the same draws
+
     def stopped(c):  # other signals below R (a --stop table: no finals); draw 1 diverged there
         signals = {s: (1 - metric, -loss) for s, (metric, loss) in c.curve.items() if s <= 9}
         return replace(c, curve={} if c.index == 1 else signals, best=math.nan)
