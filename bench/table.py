@@ -208,9 +208,14 @@ def append(handle, rows: list[list]) -> None:
 
 
 def read_table(path: Path) -> list[dict]:
-    """The CSV's rows with numbers parsed (empty scores are NaN)."""
+    """The CSV's rows with numbers parsed (empty scores are NaN); a missing one is the user's
+    one-line error."""
     import fcntl
 
+    from lorasearch.errors import LorasearchError
+
+    if not path.exists():
+        raise LorasearchError(f"table not found: {path}")
     rows = []
     with open(path, newline="") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH)  # never half a shard's write
@@ -263,7 +268,7 @@ def correlations(rows: list[dict], finals: list[dict] | None = None):
 
 
 def report(path: Path, against: Path | None = None) -> None:
-    rows = read_table(path)
+    rows, finals = read_table(path), against and read_table(against)
     configs = {r["config"] for r in rows}
     variants = sorted({r["variant"] for r in rows})
     print(
@@ -276,7 +281,7 @@ def report(path: Path, against: Path | None = None) -> None:
     )
     print("| step | configurations | dev metric | -dev cross-entropy |")
     print("|---|---|---|---|")
-    for step, n, metric, loss in correlations(rows, against and read_table(against)):
+    for step, n, metric, loss in correlations(rows, finals):
         print(f"| {step} | {n} | {metric:.3f} | {loss:.3f} |")
 
 
@@ -328,9 +333,6 @@ def main() -> None:
         "folder) build one table together; each configuration's rows are appended under a lock",
     )
     args = parser.parse_args()
-    for given in (args.report, args.against):
-        if given and not given.exists():
-            raise LorasearchError(f"table not found: {given}")
     if args.report:
         report(args.report, args.against)
         return
@@ -388,6 +390,8 @@ def main() -> None:
         )
     space = json.loads(SearchSpace.default().to_json())
     if args.against:  # the same draws as the full table, from the space it was drawn from
+        if not args.against.exists():
+            raise LorasearchError(f"table not found: {args.against}")
         full = json.loads(args.against.with_suffix(".json").read_text())
         if differ := [k for k in SETTINGS if k not in EARLIER and full.get(k) != settings[k]]:
             raise LorasearchError(f"{args.against} was made with other {', '.join(differ)}")
