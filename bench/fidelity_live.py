@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from table import commit, show_saved  # noqa: E402
+from table import commit, show_saved, without_save  # noqa: E402
 
 from lorasearch._quiet import quiet_libraries
 from lorasearch.errors import run_script
@@ -162,19 +162,6 @@ def main() -> None:
         )
         command = " ".join(["python bench/fidelity_live.py", *without_save(sys.argv[1:])])
         args.save.write_text(f"`{command}` ({made})\n\n{text.getvalue()}")
-
-
-def without_save(argv: list[str]) -> list[str]:
-    """The command's arguments less ``--save FILE`` (what reproduces the measurement)."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip or arg.startswith("--save="):
-            skip = False
-        elif arg == "--save":
-            skip = True
-        else:
-            kept.append(arg)
-    return kept
 
 
 def show(out: dict, args) -> None:

@@ -8,7 +8,8 @@ table's own settings (task, R, evaluations, dev and train samples, batch) with o
 seeds, and its test metric compared with the table's best configuration's (the best dev metric
 of all the table's configurations: what a search that tried every one would pick).
 
-    python bench/refit_check.py bench/tables/sst2.csv [--replays 30] [--seeds 1,2,3]
+    python bench/refit_check.py bench/tables/sst2.csv [--replays 30] [--seeds 1,2,3] \
+        [--jobs 2] [--save bench/tables/sst2_refit.md]
     python bench/refit_check.py --show bench/tables/sst2_refit.md   # a committed result
 
 Six refits take about half an hour on 2 CPU cores, beyond ``make bench``'s budget: a run's
@@ -19,16 +20,21 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import datetime
+import io
 import json
+import os
 import statistics
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from replay import DEFAULT, Table, run_asha  # noqa: E402
-from table import read_table, show_saved, train_one  # noqa: E402
+from table import commit, read_table, show_saved, train_one, without_save  # noqa: E402
 
 
 def picks(table: Table, replays: int, trials: int) -> list:
@@ -67,10 +73,32 @@ def knobs_of(config) -> dict:
     return {k[len(prefix) :]: v for k, v in config.drawn.items() if k.startswith(prefix)}
 
 
-def main() -> None:
-    import optuna
+def refit_one(fixed, config, seed: int, threads: int):
+    """Train ``config`` to R at the table's settings under training seed ``seed``."""
+    import torch
 
-    from lorasearch._quiet import quiet_libraries
+    torch.set_num_threads(threads)
+    spec = replace(fixed, train=replace(fixed.train, seed=seed))
+    return train_one(spec, config.variant, knobs_of(config))[0]
+
+
+def refit(fixed, jobs: list, processes: int):
+    """Each (config, seed) refit's result, in ``jobs``' order: ``processes`` side by side, the
+    cores split between them (one process: in this one)."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    if processes <= 1:
+        return (refit_one(fixed, c, seed, threads) for c, seed in jobs)
+    pool = ProcessPoolExecutor(processes, mp_context=get_context("spawn"))
+    futures = [pool.submit(refit_one, fixed, c, seed, threads) for c, seed in jobs]
+    pool.shutdown(wait=False)
+    return (future.result() for future in futures)
+
+
+def main() -> None:
     from lorasearch.errors import LorasearchError
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -80,6 +108,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, help="budget in R [default: table / 4]")
     parser.add_argument("--seeds", default="1,2,3", help="training seeds of the refit")
     parser.add_argument("--data", help="data folder [default: $LORASEARCH_DATA/TASK]")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="refits side by side, the cores split between them"
+    )
+    parser.add_argument("--save", type=Path, help="also write the output, with its provenance")
     parser.add_argument(
         "--which",
         choices=("both", "pick", "best"),
@@ -94,6 +126,43 @@ def main() -> None:
         return
     if args.table is None or not args.table.exists():
         raise LorasearchError(f"table not found: {args.table}")
+    if args.jobs < 1:
+        raise LorasearchError(f"--jobs must be at least 1, got {args.jobs}")
+    began = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    tick, code, text = time.perf_counter(), commit(), io.StringIO()
+    with contextlib.redirect_stdout(Tee(sys.stdout, text)):
+        check(args)
+    if args.save:
+        made = (
+            f"{(time.perf_counter() - tick) / 60:.0f} min; {began[:10]}, commit {code}; "
+            f"{os.cpu_count()} cores, {args.jobs} refit(s) side by side"
+        )
+        command = " ".join(["python bench/refit_check.py", *without_save(sys.argv[1:])])
+        args.save.write_text(f"`{command}` ({made})\n\n{text.getvalue()}")
+
+
+class Tee:
+    """A stream writing to several."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, data: str) -> int:
+        for stream in self.streams:
+            stream.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+def check(args) -> None:
+    """Replay, pick, refit, compare (the module's docstring)."""
+    import optuna
+
+    from lorasearch._quiet import quiet_libraries
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     quiet_libraries()
     table = Table.load(args.table)
@@ -121,16 +190,13 @@ def main() -> None:
     fixed = fixed_of(meta, args.data)
     seeds = [int(s) for s in args.seeds.split(",")]
     targets = {"pick": [pick], "best": [best], "both": [pick, best]}[args.which]
-    refits, devs = {}, {}
-    for config in {c.index: c for c in targets}.values():  # the pick may be the best
-        refits[config.index], devs[config.index] = [], []
-        for seed in seeds:
-            spec = replace(fixed, train=replace(fixed.train, seed=seed))
-            result, _ = train_one(spec, config.variant, knobs_of(config))
-            refits[config.index].append(result.test_metric)
-            devs[config.index].append(result.dev_metric)
-            print(f"refit of {config.index}, seed {seed}: dev {result.dev_metric:.4f}, test "
-                  f"{result.test_metric:.4f}", flush=True)  # fmt: skip
+    jobs = [(c, seed) for c in {c.index: c for c in targets}.values() for seed in seeds]
+    refits, devs = {c.index: [] for c, _ in jobs}, {c.index: [] for c, _ in jobs}
+    for (config, seed), result in zip(jobs, refit(fixed, jobs, args.jobs), strict=True):
+        refits[config.index].append(result.test_metric)
+        devs[config.index].append(result.dev_metric)
+        print(f"refit of {config.index}, seed {seed}: dev {result.dev_metric:.4f}, test "
+              f"{result.test_metric:.4f}", flush=True)  # fmt: skip
     print()
     for index, tests_ in refits.items():
         spread = statistics.stdev(tests_) if len(tests_) > 1 else 0.0
@@ -150,6 +216,10 @@ def main() -> None:
         gap = 100 * (reference - mean)
         verdict = "within" if gap <= 0.5 else "NOT within"
         print(f"the pick's refit vs {name} {reference:.4f}: {gap:+.2f} pt, {verdict} 0.5 pt")
+    if best.index in refits and best.index != pick.index:
+        gaps = [100 * (b - p) for p, b in zip(refits[pick.index], refits[best.index], strict=True)]
+        print(f"paired by seed (the table's best refit minus the pick's, test): "
+              f"{', '.join(f'{g:+.2f}' for g in gaps)} pt")  # fmt: skip
 
 
 if __name__ == "__main__":

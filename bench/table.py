@@ -82,6 +82,19 @@ def show_saved(path: Path, what: str) -> None:
     print(path.read_text().strip())
 
 
+def without_save(argv: list[str]) -> list[str]:
+    """The command's arguments less ``--save FILE`` (what reproduces the measurement)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--save="):
+            skip = False
+        elif arg == "--save":
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
+
+
 def commit() -> str:
     root = Path(__file__).resolve().parent.parent
     try:

@@ -296,3 +296,26 @@ def test_a_subset_is_seeded_and_sized(table):
     assert table.subset(len(table.configs)).configs == table.configs
     with pytest.raises(LorasearchError, match="--subset"):
         table.subset(0)
+
+
+def test_refits_side_by_side_match_refits_in_turn(toy_data, tiny_bert, monkeypatch):
+    """``refit_check --jobs 2``: the same results, in the jobs' order, as one process."""
+    import importlib
+
+    from conftest import toy_fixed
+
+    monkeypatch.syspath_prepend(str(BENCH))  # spawned processes import refit_check by name
+    refit_check, Config = (
+        importlib.import_module("refit_check"),
+        importlib.import_module("replay").Config,
+    )
+    fixed = toy_fixed(toy_data, tiny_bert, steps=4, eval_every=2)
+    lora = Config(0, "lora", 0, {"variant": "lora", "lora.rank": 2, "lora.lr": 1e-3})
+    vera = Config(1, "vera", 0, {"variant": "vera", "vera.vera_rank": 16})
+    jobs = [(lora, 1), (vera, 1), (lora, 2)]
+    apart = [(r.dev_metric, r.test_metric, r.curve[-1].dev_loss)
+             for r in refit_check.refit(fixed, jobs, 2)]  # fmt: skip
+    alone = [(r.dev_metric, r.test_metric, r.curve[-1].dev_loss)
+             for r in refit_check.refit(fixed, jobs, 1)]  # fmt: skip
+    assert apart == pytest.approx(alone, abs=1e-5)
+    assert apart[0] != pytest.approx(apart[2], abs=1e-9)  # seeds differ: the order is the jobs'
