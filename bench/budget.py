@@ -1,6 +1,6 @@
 """Best test accuracy at a parameter budget vs full fine-tuning: the table of issue 14.
 
-Two parts, on one task (``--task sst2`` or ``agnews``) with the bundled MiniLM:
+Three parts, on one task (``--task sst2`` or ``agnews``) with the bundled MiniLM:
 
 - **Full fine-tuning**, the reference: every weight of the base trained (``FullFineTune`` of
   ``bench/variants.py``) for ``--epochs`` epochs over the whole train split, for each learning
@@ -13,6 +13,11 @@ Two parts, on one task (``--task sst2`` or ``agnews``) with the bundled MiniLM:
   highest search dev within B), refit under ``--seeds`` seeds as ``search/refit.py`` refits a
   front (same trial spec, seeds 0..n-1), but only the picks, with the full fine-tuning's steps
   and evaluation cadence (``--refit-steps`` to change): test mean ± std.
+- **The head alone** (``--part probe``; a linear probe, ``HeadOnly`` of ``bench/variants.py``):
+  the frozen base's task head trained at each rate of ``--probe-lrs`` with full fine-tuning's
+  steps, the rate picked by dev. Not an adapter and not one of the goals: it says what a budget
+  below the smallest adapter (MiniLM's SST-2 head alone is 770 params, the smallest adapter
+  with it 1,570) can buy.
 
 Results go to ``OUT/NAME.json`` (default ``bench/tables/budget_TASK.json``), each full
 fine-tuning run and each refit seed recorded as it ends, with its command, commit, date and
@@ -64,6 +69,9 @@ FIXED_SETTINGS = (
 # 384-wide MiniLM usually wants the top of it or more, so the grid runs from BERT's lowest to
 # twice its highest: a best at either end says the grid should move.
 FULL_LRS = "2e-5,5e-5,1e-4"
+# The head alone (a linear probe, the reference below the smallest adapter) learns at adapter
+# rates: the grid brackets the library's default 1e-3 by 3x either side.
+PROBE_LRS = "3e-4,1e-3,3e-3"
 BUDGETS = "1000,10000,100000,1000000"
 # A budget search draws until --budget-trials configurations fit, at most this many times as
 # many in all. Of 200 random draws of the default space (R = 810, SST-2), 25 fit 10,000 params
@@ -138,11 +146,12 @@ def _spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def full_rows(results: dict) -> list[dict]:
+def full_rows(results: dict, section: str = "full") -> list[dict]:
     """Per learning rate: mean dev and test over its seeds (the pick by dev marked); a rate
-    whose runs all failed has none (``full_failures`` names them)."""
+    whose runs all failed has none (``full_failures`` names them). ``section``: "full", or
+    "probe" for the head alone."""
     by_lr: dict[float, list[dict]] = {}
-    for run in results.get("full", {}).values():
+    for run in results.get(section, {}).values():
         if "failed" not in run:
             by_lr.setdefault(run["lr"], []).append(run)
     rows = [
@@ -156,6 +165,7 @@ def full_rows(results: dict) -> list[dict]:
             "steps": runs[0]["steps"],
             "sec_per_step": statistics.mean(r["sec_per_step"] for r in runs),
             "device": runs[0].get("device", "?"),
+            "trainable_params": runs[0].get("trainable_params"),
             "picked": False,
         }
         for lr, runs in sorted(by_lr.items())
@@ -165,10 +175,12 @@ def full_rows(results: dict) -> list[dict]:
     return rows
 
 
-def full_failures(results: dict) -> list[str]:
-    """The full fine-tuning runs that failed: 'lr=... seed=...: why'."""
+def full_failures(results: dict, section: str = "full") -> list[str]:
+    """The full fine-tuning (or head-only) runs that failed: 'lr=... seed=...: why'."""
     return [
-        f"{key}: {run['failed']}" for key, run in results.get("full", {}).items() if "failed" in run
+        f"{key}: {run['failed']}"
+        for key, run in results.get(section, {}).items()
+        if "failed" in run
     ]
 
 
@@ -247,16 +259,17 @@ def render(results: dict) -> str:
         f"Full fine-tuning: {s['epochs']:g} epochs ({meta['full_steps']:,} steps), dev every "
         f"{s['eval_every']} steps, best-on-dev weights; the rate picked by dev",
         "",
-        f"| lr | seeds | dev {metric} | test {metric} | best step | s/step | device |",
-        "|---|---|---|---|---|---|---|",
+        *rate_table(results, "full"),
     ]
-    for r in full_rows(results):
-        lr = f"**{r['lr']:g}** (picked)" if r["picked"] else f"{r['lr']:g}"
-        lines.append(
-            f"| {lr} | {r['seeds']} | {r['dev']:.4f} | {r['test']:.4f} ± {r['test_std']:.4f} "
-            f"| {', '.join(map(str, r['best_step']))} | {r['sec_per_step']:.3f} | {r['device']} |"
-        )
-    lines += [f"- failed: {line}" for line in full_failures(results)]
+    if results.get("probe"):
+        lines += [
+            "",
+            f"The head alone (a linear probe on the frozen base, not an adapter: the reference "
+            f"below the smallest adapter), {meta['full_steps']:,} steps as full fine-tuning; "
+            "the rate picked by dev",
+            "",
+            *rate_table(results, "probe"),
+        ]
     searches = results.get("searches", {})
     lines += [""] + [_search_line(s, name, r) for name, r in searches.items()]
     lines += [] if searches else ["Search: not run yet"]
@@ -292,13 +305,54 @@ def render(results: dict) -> str:
         )
     lines += ["", "Gap: full fine-tuning's test minus the adapter's (positive: the adapter is"]
     lines[-1] += " below). The issue's goals:"
-    return "\n".join(lines + goal_lines(results) + ["", time_line(results)])
+    lines += goal_lines(results)
+    probes = probe_lines(results)
+    lines += ["", "Below the smallest adapter (not one of the goals):", *probes] if probes else []
+    return "\n".join(lines + ["", time_line(results)])
+
+
+def rate_table(results: dict, section: str) -> list[str]:
+    """The Markdown rows of ``section``'s learning rates (its failures listed below)."""
+    metric = results["meta"]["metric_name"]
+    lines = [
+        f"| lr | seeds | dev {metric} | test {metric} | best step | s/step | device |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in full_rows(results, section):
+        lr = f"**{r['lr']:g}** (picked)" if r["picked"] else f"{r['lr']:g}"
+        lines.append(
+            f"| {lr} | {r['seeds']} | {r['dev']:.4f} | {r['test']:.4f} ± {r['test_std']:.4f} "
+            f"| {', '.join(map(str, r['best_step']))} | {r['sec_per_step']:.3f} | {r['device']} |"
+        )
+    return lines + [f"- failed: {line}" for line in full_failures(results, section)]
+
+
+def probe_lines(results: dict) -> list[str]:
+    """Each budget without an adapter picked that the head alone fits: what it scores there."""
+    probe = next((r for r in full_rows(results, "probe") if r["picked"]), None)
+    full = next((r for r in full_rows(results) if r["picked"]), None)
+    if probe is None or not probe["trainable_params"]:
+        return []
+    lines = []
+    for row in budget_rows(results):
+        if "none" in row["pick"] and probe["trainable_params"] <= row["budget"]:
+            gap = f", {100 * (full['test'] - probe['test']):+.2f} pt to full FT" if full else ""
+            lines.append(
+                f"- ≤ {row['budget']:,}: no adapter picked; the head alone "
+                f"({probe['trainable_params']:,} params, lr {probe['lr']:g}) scores test "
+                f"{probe['test']:.4f}{gap}"
+            )
+    return lines
 
 
 def time_line(results: dict) -> str:
     """The wall time recorded per part (what a rerun of the same size would cost here)."""
     parts = []
-    for name, section in (("full fine-tuning", "full"), ("refits", "refits")):
+    for name, section in (
+        ("full fine-tuning", "full"),
+        ("head only", "probe"),
+        ("refits", "refits"),
+    ):
         runs = [r for r in results.get(section, {}).values() if "failed" not in r]
         if runs:
             wall, steps = sum(r["wall_s"] for r in runs), sum(r["steps"] for r in runs)
@@ -336,28 +390,29 @@ def report(paths: list[Path]) -> None:
 # --- the runs -------------------------------------------------------------------------------
 
 
-def run_full(args, path: Path, results: dict, data, model, train) -> dict:
-    """Each (learning rate, seed) of full fine-tuning not yet recorded."""
+def run_full(args, path: Path, results: dict, data, model, train, section="full") -> dict:
+    """Each (learning rate, seed) of full fine-tuning (``section`` "probe": of the head alone)
+    not yet recorded."""
     from lorasearch.training.trial import Trial
 
-    variants = _bench("variants")  # the full fine-tuning row of bench/variants.py
+    variants = _bench("variants")  # the full fine-tuning and head-only rows of bench/variants.py
 
-    jobs = [(lr, seed) for seed in range(args.full_seeds) for lr in args.full_lrs]
+    lrs, seeds = (args.full_lrs, args.full_seeds) if section == "full" else (args.probe_lrs, 1)
+    jobs = [(lr, seed) for seed in range(seeds) for lr in lrs]
     for lr, seed in mine(jobs, args.shard):
         key = f"lr={lr:g} seed={seed}"
-        if key in results.get("full", {}):
+        if key in results.get(section, {}):
             continue
-        spec = Trial(
-            data,
-            model,
-            variants.FullFineTune(variants.FullConfig(lr=lr)),
-            replace(train, seed=seed),
-        )
+        if section == "full":
+            adapter = variants.FullFineTune(variants.FullConfig(lr=lr))
+        else:
+            adapter = variants.HeadOnly(variants.AdapterConfig(lr=lr))
+        spec = Trial(data, model, adapter, replace(train, seed=seed))
         results, run = train_and_record(
-            spec, path, "full", key, {"lr": lr, "seed": seed}, args.device, curve=True
+            spec, path, section, key, {"lr": lr, "seed": seed}, args.device, curve=True
         )
         if run is not None:
-            say(f"full fine-tuning {key}: dev {run['dev']:.4f} test {run['test']:.4f} "
+            say(f"{adapter.name} {key}: dev {run['dev']:.4f} test {run['test']:.4f} "
                 f"(best step {run['best_step']}, {run['wall_s']:.0f} s)")  # fmt: skip
     return results
 
@@ -551,9 +606,9 @@ def parse_args(argv=None):
     parser.add_argument("--out", type=Path, default=TABLES, help="results folder")
     parser.add_argument(
         "--part",
-        choices=("all", "full", "adapters", "search", "refits"),
+        choices=("all", "full", "probe", "adapters", "search", "refits"),
         default="all",
-        help="adapters = search (with the picks) then refits",
+        help="adapters = search (with the picks) then refits; probe: the head alone",
     )
     parser.add_argument(
         "--shard",
@@ -564,6 +619,12 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=float, default=3, help="full fine-tuning epochs")
     parser.add_argument("--full-lrs", type=numbers(float), default=numbers(float)(FULL_LRS))
     parser.add_argument("--full-seeds", type=int, default=1, help="seeds per full-FT rate")
+    parser.add_argument(
+        "--probe-lrs",
+        type=numbers(float),
+        default=numbers(float)(PROBE_LRS),
+        help="the head alone's rates (a linear probe, full fine-tuning's steps)",
+    )
     # 48 configurations: 6 a variant on average; R = 810 (divisible by 27): rungs 30, 90, 270,
     # 810, a full trial seeing 26k examples (0.4 of an SST-2 epoch) before its refit.
     parser.add_argument("--trials", type=int, default=48, help="search configurations")
@@ -660,6 +721,8 @@ def main(argv=None) -> None:
     results, configs = prepare(args, path)
     if args.part in ("all", "full"):
         results = run_full(args, path, results, *configs)
+    if args.part in ("all", "probe"):
+        results = run_full(args, path, results, *configs, section="probe")
     if args.part in ("all", "adapters", "search"):
         results = run_search(args, path, results, storage, name, args.trials)
         results = make_picks(args, path, results, storage, name)

@@ -51,6 +51,27 @@ class FullFineTune(Adapter):
         model.save_pretrained(str(directory))
 
 
+class HeadOnly(Adapter):
+    """A reference row: the task head alone trained on the frozen base, a linear probe (not an
+    adapter; bench only). It answers budgets below the smallest adapter."""
+
+    name = "head only"
+    config_class = AdapterConfig  # lr: a head learns at adapter rates, not full fine-tuning's
+
+    def inject(self, model: nn.Module, context: InjectContext) -> nn.Module:
+        for name in context.head_modules:
+            for param in getattr(model, name).parameters():
+                param.requires_grad_(True)
+        return model
+
+    def counts(self, model: nn.Module, context: InjectContext) -> ParamCounts:
+        head = head_param_count(model, context.head_modules)
+        return ParamCounts(adapter=0, head=head, stored=head)
+
+    def export(self, model: nn.Module, directory: Path) -> None:
+        model.save_pretrained(str(directory))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)

@@ -200,3 +200,45 @@ def test_a_run_the_library_refuses_is_recorded_as_failed(tmp_path, monkeypatch):
     record = results["refits"]["b trial=3 seed=0"]
     assert (record["trial"], record["failed"]) == (3, "non-finite loss (nan) at step 7")
     assert json.loads(path.read_text()) == results
+
+
+def test_the_head_alone_answers_a_budget_no_adapter_fits():
+    results = copy.deepcopy(RESULTS)
+    results["picks"]["1000"] = {"none": "--max-params 1,000 is below the smallest"}
+    results["probe"] = {
+        "lr=0.001 seed=0": _full(1e-3, 0.80, 0.79) | {"trainable_params": 770},
+        "lr=0.003 seed=0": _full(3e-3, 0.82, 0.78) | {"trainable_params": 770},  # best dev
+    }
+    line, other = budget_py.probe_lines(results)  # the budgets without a pick
+    assert line == ("- ≤ 1,000: no adapter picked; the head alone (770 params, lr 0.003) scores "
+                    "test 0.7800, +12.00 pt to full FT")  # fmt: skip
+    assert other.startswith("- ≤ 1,000,000: no adapter picked; the head alone (770 params")
+    text = budget_py.render(results)
+    assert "| **0.003** (picked) | 1 | 0.8200 | 0.7800 ± 0.0000 |" in text
+    assert line in text and "head only 120 s for 2 runs" in text
+    results["probe"] = {k: v | {"trainable_params": 1_540} for k, v in results["probe"].items()}
+    [line] = budget_py.probe_lines(results)  # the head alone is over 1,000 too
+    assert line.startswith("- ≤ 1,000,000: no adapter picked; the head alone (1,540 params")
+    assert budget_py.probe_lines(RESULTS) == []  # no probe run: nothing said
+
+
+def test_the_head_alone_trains_only_the_head(toy_data, tiny_bert):
+    from conftest import toy_fixed
+
+    from lorasearch.adapters import InjectContext
+    from lorasearch.training.models import load_model
+    from lorasearch.training.trial import Trial, run_trial
+
+    variants = budget_py._bench("variants")
+    head_only = variants.HeadOnly(variants.AdapterConfig(lr=3e-2))
+    loaded = load_model(str(tiny_bert), ["neg", "pos"])
+    context = InjectContext(loaded.head_modules, loaded.target_modules, seed=0)
+    model = head_only.inject(loaded.model, context)
+    hidden, labels = 32, 2  # conftest's tiny BERT, the toy task's labels
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == {"classifier.weight", "classifier.bias"}
+    counts = head_only.counts(model, context)
+    assert (counts.adapter, counts.head) == (0, hidden * labels + labels)
+    fixed = toy_fixed(toy_data, tiny_bert, steps=6, eval_every=3)
+    result = run_trial(Trial(fixed.data, fixed.model, head_only, fixed.train))
+    assert result.trainable_params == hidden * labels + labels
