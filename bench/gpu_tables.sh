@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The long tables on one GPU, all at once: the budget tables of issue 14 (bench/budget.py, SST-2
-# and AG News, the head alone included) and the rest of the AG News learning-curve table of issue 13 (bench/table.py).
+# and AG News, the head alone included) and the rest of the AG News learning-curve table of
+# issue 13 (bench/table.py).
 #
 # MiniLM is launch-bound on a GPU (a 6-layer, 384-wide model at batch 32), so one process
 # leaves the card mostly idle; this runs a dozen processes side by side, one torch thread
