@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from replay import DEFAULT, Table, run_asha  # noqa: E402
-from table import commit, read_table, show_saved, train_one, without_save  # noqa: E402
+from table import commit, read_table, show_saved, train_one, without  # noqa: E402
 
 
 def picks(table: Table, replays: int, trials: int) -> list:
@@ -77,6 +77,9 @@ def refit_one(fixed, config, seed: int, threads: int):
     """Train ``config`` to R at the table's settings under training seed ``seed``."""
     import torch
 
+    from lorasearch._quiet import quiet_libraries
+
+    quiet_libraries()  # a spawned process starts loud
     torch.set_num_threads(threads)
     spec = replace(fixed, train=replace(fixed.train, seed=seed))
     return train_one(spec, config.variant, knobs_of(config))[0]
@@ -137,7 +140,7 @@ def main() -> None:
             f"{(time.perf_counter() - tick) / 60:.0f} min; {began[:10]}, commit {code}; "
             f"{os.cpu_count()} cores, {args.jobs} refit(s) side by side"
         )
-        command = " ".join(["python bench/refit_check.py", *without_save(sys.argv[1:])])
+        command = " ".join(["python bench/refit_check.py", *without(sys.argv[1:], "--save")])
         args.save.write_text(f"`{command}` ({made})\n\n{text.getvalue()}")
 
 

@@ -82,13 +82,14 @@ def show_saved(path: Path, what: str) -> None:
     print(path.read_text().strip())
 
 
-def without_save(argv: list[str]) -> list[str]:
-    """The command's arguments less ``--save FILE`` (what reproduces the measurement)."""
+def without(argv: list[str], option: str) -> list[str]:
+    """The command's arguments less ``option`` and its value (``--save FILE``: what
+    reproduces a measurement; ``--shard K/N``: one process makes the same table)."""
     kept, skip = [], False
     for arg in argv:
-        if skip or arg.startswith("--save="):
+        if skip or arg.startswith(f"{option}="):
             skip = False
-        elif arg == "--save":
+        elif arg == option:
             skip = True
         else:
             kept.append(arg)
@@ -429,6 +430,9 @@ def main() -> None:
     meta["commits"] = sorted(set(meta["commits"]) | {commit()})
     meta["dates"].append(datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
     meta["configs"] = len(done)
+    if args.configs >= meta.get("requested", 0):  # the command that makes the whole table
+        meta["requested"] = args.configs
+        meta["command"] = "python " + " ".join(without(sys.argv, "--shard"))
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
 
     new_file = not csv_path.exists()

@@ -319,3 +319,10 @@ def test_refits_side_by_side_match_refits_in_turn(toy_data, tiny_bert, monkeypat
              for r in refit_check.refit(fixed, jobs, 1)]  # fmt: skip
     assert apart == pytest.approx(alone, abs=1e-5)
     assert apart[0] != pytest.approx(apart[2], abs=1e-9)  # seeds differ: the order is the jobs'
+
+
+def test_a_recorded_command_drops_the_option_and_its_value():
+    argv = ["bench/table.py", "--shard", "1/2", "--configs", "64", "--shard=0/2", "--stop", "27"]
+    kept = ["bench/table.py", "--configs", "64", "--stop", "27"]
+    assert table_py.without(argv, "--shard") == kept
+    assert table_py.without(["--save", "x.md", "--seeds", "3"], "--save") == ["--seeds", "3"]
