@@ -67,10 +67,15 @@ def fixed_of(meta: dict, data: str | None):
     )
 
 
-def knobs_of(config) -> dict:
-    """The adapter knobs of a table configuration (its Optuna params less the ``variant.``)."""
+def knobs_of(config, steps: int) -> dict:
+    """The adapter knobs of a table configuration trained for ``steps``: its Optuna params less
+    the ``variant.``, made knobs as the search makes them (``from_search``: ``alpha_ratio``
+    becomes ``alpha``, Delta-LoRA's ``delta_start`` fraction a step)."""
+    from lorasearch.adapters import get_variant
+
     prefix = f"{config.variant}."
-    return {k[len(prefix) :]: v for k, v in config.drawn.items() if k.startswith(prefix)}
+    drawn = {k[len(prefix) :]: v for k, v in config.drawn.items() if k.startswith(prefix)}
+    return get_variant(config.variant).from_search(drawn, steps)
 
 
 def refit_one(fixed, config, seed: int, threads: int):
@@ -82,7 +87,7 @@ def refit_one(fixed, config, seed: int, threads: int):
     quiet_libraries()  # a spawned process starts loud
     torch.set_num_threads(threads)
     spec = replace(fixed, train=replace(fixed.train, seed=seed))
-    return train_one(spec, config.variant, knobs_of(config))[0]
+    return train_one(spec, config.variant, knobs_of(config, fixed.train.steps))[0]
 
 
 def refit(fixed, jobs: list, processes: int):
