@@ -73,6 +73,9 @@ FULL = {
     "Refit of the replayed search's pick vs the table's best (committed result)": [
         "refit_check.py", "--show", "bench/tables/sst2_refit.md",
     ],
+    "The same on AG News (committed result)": [
+        "refit_check.py", "--show", "bench/tables/agnews_refit.md",
+    ],
     "Variants at their defaults, and full fine-tuning": [
         "variants.py", "--steps", "80", "--seeds", "0,1,2", "--eval-samples", "500",
     ],
@@ -104,6 +107,9 @@ QUICK = {
     ],
     "Refit of the replayed search's pick vs the table's best (committed result)": [
         "refit_check.py", "--show", "bench/tables/sst2_refit.md",
+    ],
+    "The same on AG News (committed result)": [
+        "refit_check.py", "--show", "bench/tables/agnews_refit.md",
     ],
     "Variants at their defaults, and full fine-tuning": [
         "variants.py", "--steps", "8", "--seeds", "0", "--eval-samples", "200",
