@@ -93,7 +93,6 @@ def refit_one(fixed, config, seed: int, threads: int):
 def refit(fixed, jobs: list, processes: int):
     """Each (config, seed) refit's result, in ``jobs``' order: ``processes`` side by side, the
     cores split between them (one process: in this one)."""
-    import os
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
