@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from table import commit, show_saved, without  # noqa: E402
+from table import commit, save_output, show_saved  # noqa: E402
 
 from lorasearch._quiet import quiet_libraries
 from lorasearch.errors import run_script
@@ -160,8 +160,7 @@ def main() -> None:
             f"{os.cpu_count()} cores, 1-minute load {load:.1f} at the start and "
             f"{os.getloadavg()[0]:.1f} at the end"
         )
-        command = " ".join(["python bench/fidelity_live.py", *without(sys.argv[1:], "--save")])
-        args.save.write_text(f"`{command}` ({made})\n\n{text.getvalue()}")
+        save_output(args.save, made, text.getvalue())
 
 
 def show(out: dict, args) -> None:

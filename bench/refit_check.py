@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from replay import DEFAULT, Table, run_asha  # noqa: E402
-from table import commit, read_table, show_saved, train_one, without  # noqa: E402
+from table import commit, read_table, save_output, show_saved, train_one  # noqa: E402
 
 
 def picks(table: Table, replays: int, trials: int) -> list:
@@ -144,8 +144,7 @@ def main() -> None:
             f"{(time.perf_counter() - tick) / 60:.0f} min; {began[:10]}, commit {code}; "
             f"{os.cpu_count()} cores, {args.jobs} refit(s) side by side"
         )
-        command = " ".join(["python bench/refit_check.py", *without(sys.argv[1:], "--save")])
-        args.save.write_text(f"`{command}` ({made})\n\n{text.getvalue()}")
+        save_output(args.save, made, text.getvalue())
 
 
 class Tee:

@@ -82,6 +82,15 @@ def show_saved(path: Path, what: str) -> None:
     print(path.read_text().strip())
 
 
+def save_output(path: Path, made: str, text: str) -> None:
+    """Write a benchmark's output (``--save``) under the command that reproduces it (this
+    script's arguments less ``--save FILE``) and ``made`` (time, date, commit, machine): what
+    :func:`show_saved` prints back."""
+    script = Path(sys.argv[0]).name
+    command = " ".join([f"python bench/{script}", *without(sys.argv[1:], "--save")])
+    path.write_text(f"`{command}` ({made})\n\n{text}")
+
+
 def without(argv: list[str], option: str) -> list[str]:
     """The command's arguments less ``option`` and its value (``--save FILE``: what
     reproduces a measurement; ``--shard K/N``: one process makes the same table)."""

@@ -328,6 +328,16 @@ def test_a_recorded_command_drops_the_option_and_its_value():
     assert table_py.without(["--save", "x.md", "--seeds", "3"], "--save") == ["--seeds", "3"]
 
 
+def test_a_saved_output_names_the_command_that_reproduces_it(tmp_path, monkeypatch):
+    saved = tmp_path / "out.md"
+    argv = ["/repo/bench/refit_check.py", "t.csv", "--save", str(saved), "--jobs", "2"]
+    monkeypatch.setattr(sys, "argv", argv)
+    table_py.save_output(saved, "3 min; 2026-11-27, commit abc", "| a |\n")
+    assert saved.read_text() == (
+        "`python bench/refit_check.py t.csv --jobs 2` (3 min; 2026-11-27, commit abc)\n\n| a |\n"
+    )
+
+
 def test_a_refit_builds_the_knobs_the_table_trained():
     """refit_check: a table's drawn params become knobs as the search makes them."""
     import importlib
