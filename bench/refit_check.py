@@ -24,6 +24,7 @@ import contextlib
 import datetime
 import io
 import json
+import math
 import os
 import statistics
 import sys
@@ -79,15 +80,21 @@ def knobs_of(config, steps: int) -> dict:
 
 
 def refit_one(fixed, config, seed: int, threads: int):
-    """Train ``config`` to R at the table's settings under training seed ``seed``."""
+    """Train ``config`` to R at the table's settings under training seed ``seed``: its result,
+    or the one line saying why the library refused it (e.g. a non-finite loss), so one failed
+    refit does not end the others."""
     import torch
 
     from lorasearch._quiet import quiet_libraries
+    from lorasearch.errors import LorasearchError, first_line
 
     quiet_libraries()  # a spawned process starts loud
     torch.set_num_threads(threads)
     spec = replace(fixed, train=replace(fixed.train, seed=seed))
-    return train_one(spec, config.variant, knobs_of(config, fixed.train.steps))[0]
+    try:
+        return train_one(spec, config.variant, knobs_of(config, fixed.train.steps))[0]
+    except LorasearchError as exc:
+        return first_line(exc)
 
 
 def refit(fixed, jobs: list, processes: int):
@@ -197,35 +204,61 @@ def check(args) -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     targets = {"pick": [pick], "best": [best], "both": [pick, best]}[args.which]
     jobs = [(c, seed) for c in {c.index: c for c in targets}.values() for seed in seeds]
-    refits, devs = {c.index: [] for c, _ in jobs}, {c.index: [] for c, _ in jobs}
+    done: dict[int, dict[int, object]] = {c.index: {} for c, _ in jobs}  # index -> seed -> result
     for (config, seed), result in zip(jobs, refit(fixed, jobs, args.jobs), strict=True):
-        refits[config.index].append(result.test_metric)
-        devs[config.index].append(result.dev_metric)
-        print(f"refit of {config.index}, seed {seed}: dev {result.dev_metric:.4f}, test "
-              f"{result.test_metric:.4f}", flush=True)  # fmt: skip
+        done[config.index][seed] = result
+        scores = (
+            f"failed: {result}"
+            if isinstance(result, str)
+            else f"dev {result.dev_metric:.4f}, test {result.test_metric:.4f}"
+        )
+        print(f"refit of {config.index}, seed {seed}: {scores}", flush=True)
     print()
-    for index, tests_ in refits.items():
-        spread = statistics.stdev(tests_) if len(tests_) > 1 else 0.0
+    report(done, pick, best, tests[best.index], seeds)
+
+
+def report(done: dict, pick, best, best_test: float, seeds: list[int]) -> None:
+    """Each refit configuration's mean over its seeds, then the pick's gap to the table's best
+    (its one table seed, and its refits), paired by seed where both refits trained."""
+    trained = {
+        i: {s: r for s, r in runs.items() if not isinstance(r, str)} for i, runs in done.items()
+    }
+    for index, runs in trained.items():
         role = " and ".join(
             name for name, c in (("the pick", pick), ("the table's best", best)) if c.index == index
         )
-        print(f"refit of {role} ({index}), seeds {args.seeds}: test "
-              f"{statistics.fmean(tests_):.4f} ± {spread:.4f}, dev "
-              f"{statistics.fmean(devs[index]):.4f}")  # fmt: skip
-    if pick.index not in refits:
+        failed = len(done[index]) - len(runs)
+        if not runs:
+            print(f"refit of {role} ({index}): every seed failed")
+            continue
+        scores = [r.test_metric for r in runs.values()]
+        spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
+        print(f"refit of {role} ({index}), seeds {','.join(map(str, runs))}: test "
+              f"{statistics.fmean(scores):.4f} ± {spread:.4f}, dev "
+              f"{statistics.fmean(r.dev_metric for r in runs.values()):.4f}"
+              + (f" ({failed} more failed)" if failed else ""))  # fmt: skip
+    if not trained.get(pick.index):
         return
-    mean = statistics.fmean(refits[pick.index])
-    references = [("the table's best configuration's test (its one seed)", tests[best.index])]
-    if best.index in refits:
-        references.append(("the table's best refit", statistics.fmean(refits[best.index])))
+    mean = statistics.fmean(r.test_metric for r in trained[pick.index].values())
+    references = [("the table's best configuration's test (its one seed)", best_test)]
+    if trained.get(best.index):
+        refits = [r.test_metric for r in trained[best.index].values()]
+        references.append(("the table's best refit", statistics.fmean(refits)))
     for name, reference in references:
         gap = 100 * (reference - mean)
         verdict = "within" if gap <= 0.5 else "NOT within"
         print(f"the pick's refit vs {name} {reference:.4f}: {gap:+.2f} pt, {verdict} 0.5 pt")
-    if best.index in refits and best.index != pick.index:
-        gaps = [100 * (b - p) for p, b in zip(refits[pick.index], refits[best.index], strict=True)]
-        print(f"paired by seed (the table's best refit minus the pick's, test): "
-              f"{', '.join(f'{g:+.2f}' for g in gaps)} pt")  # fmt: skip
+    both = [s for s in seeds if s in trained[pick.index] and s in trained.get(best.index, {})]
+    if best.index == pick.index or not both:
+        return
+    gaps = [100 * (trained[best.index][s].test_metric - trained[pick.index][s].test_metric)
+            for s in both]  # fmt: skip
+    print(f"paired by seed (the table's best refit minus the pick's, test): "
+          f"{', '.join(f'{g:+.2f}' for g in gaps)} pt")  # fmt: skip
+    if len(gaps) > 1:
+        error = statistics.stdev(gaps) / math.sqrt(len(gaps))
+        print(f"paired mean {statistics.fmean(gaps):+.2f} pt, standard error {error:.2f} pt "
+              f"over {len(gaps)} seeds")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -359,3 +359,49 @@ def test_a_refit_builds_the_knobs_the_table_trained():
     fraction = trial.params["delta_lora.delta_start"]
     assert knobs["delta_start"] == int(fraction * 240) and isinstance(knobs["delta_start"], int)
     assert knobs["alpha"] == pytest.approx(trial.params["delta_lora.alpha_ratio"] * knobs["rank"])
+
+
+def test_a_failed_refit_is_reported_and_the_others_counted(
+    toy_data, tiny_bert, capsys, monkeypatch
+):
+    """refit_check: a refit the library refuses (a non-finite loss) is one line; the means and
+    the paired gaps count the seeds that trained."""
+    from types import SimpleNamespace
+
+    from conftest import toy_fixed
+
+    from lorasearch.training.trainer import NonFiniteLoss
+
+    refit_check = _load("refit_check")
+
+    def diverge(*args, **kwargs):
+        raise NonFiniteLoss("non-finite loss (nan) at step 7\nmore")
+
+    monkeypatch.setattr(refit_check, "train_one", diverge)
+    fixed = toy_fixed(toy_data, tiny_bert, steps=4, eval_every=2)
+    lora = replay_py.Config(0, "lora", 0, {"variant": "lora", "lora.rank": 2})
+    assert list(refit_check.refit(fixed, [(lora, 1)], 1)) == ["non-finite loss (nan) at step 7"]
+
+    def run(dev: float, test: float):
+        return SimpleNamespace(dev_metric=dev, test_metric=test)
+
+    pick, best = replay_py.Config(31, "lora", 0, {}), replay_py.Config(0, "delta_lora", 0, {})
+    done = {
+        31: {1: run(0.87, 0.84), 2: run(0.88, 0.85), 3: run(0.86, 0.83)},
+        0: {1: run(0.86, 0.86), 2: "non-finite loss (nan) at step 7", 3: run(0.88, 0.84)},
+    }
+    refit_check.report(done, pick, best, 0.855, [1, 2, 3])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "refit of the pick (31), seeds 1,2,3: test 0.8400 ± 0.0100, dev 0.8700"
+    assert lines[1] == (
+        "refit of the table's best (0), seeds 1,3: test 0.8500 ± 0.0141, dev 0.8700 (1 more failed)"
+    )
+    assert lines[2].endswith("0.8550: +1.50 pt, NOT within 0.5 pt")
+    assert (
+        lines[3] == "the pick's refit vs the table's best refit 0.8500: +1.00 pt, NOT within 0.5 pt"
+    )
+    assert (
+        lines[4]
+        == "paired by seed (the table's best refit minus the pick's, test): +2.00, +1.00 pt"
+    )
+    assert lines[5] == "paired mean +1.50 pt, standard error 0.50 pt over 2 seeds"
