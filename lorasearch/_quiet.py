@@ -11,6 +11,7 @@ def quiet_libraries() -> None:
     """Hide datasets/transformers progress bars and info logs that say nothing actionable."""
     import datasets
     import optuna
+    from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as hf_logging
 
     # Our bars report each trial, a failure with its reason; Optuna would add a traceback.
@@ -20,6 +21,9 @@ def quiet_libraries() -> None:
     datasets.logging.set_verbosity_error()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # An unreachable Hub is retried five times over 23 s, each try two warning lines; the one
+    # error line that follows names the dataset and says to pass --data.
+    hub_logging.set_verbosity_error()
     logging.getLogger("transformers").setLevel(logging.ERROR)
     # MLflow configures its loggers when imported (later): tell it through its own settings.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")

@@ -137,3 +137,16 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"lorasearch: error: data path not found: {tmp_path / 'x.tsv'}"
     ]
+
+
+def test_hub_retries_do_not_reach_stderr(caplog):
+    """An unreachable Hub is retried with two warning lines a try: quiet, the error line alone
+    is what the user reads."""
+    import logging
+
+    from lorasearch._quiet import quiet_libraries
+
+    quiet_libraries()
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+    assert caplog.records == []
