@@ -224,7 +224,8 @@ def refit(
     progress: bool = False,
 ) -> RefitReport:
     """Retrain each Pareto configuration with ``steps`` (default: the search's) under ``seeds``
-    seeds: mean ± std on dev and test (``lorasearch refit``)."""
+    seeds: mean ± std on dev and test (``lorasearch refit``). A seed whose loss turns
+    non-finite or that runs out of memory is named in its row's ``failed``; the others go on."""
     from lorasearch.search.refit import refit_front
     from lorasearch.search.storage import load_study
 

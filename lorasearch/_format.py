@@ -103,17 +103,22 @@ def _report(report) -> None:
 
 
 def _refit(report, metric: str) -> None:
-    seeds = report.refits[0].seeds if report.refits else 0
+    seeds = report.refits[0].seeds + len(report.refits[0].failed) if report.refits else 0
     columns = ["#", "variant", "hyperparameters", f"search dev {metric}", "dev mean ± std",
                "test mean ± std", "trainable", "stored"]  # fmt: skip
+    spread = lambda m, s: "failed" if m is None else f"{m:.4f} ± {s:.4f}"  # noqa: E731
     rows = [
         [str(r.number), r.variant, knob_text(r.params), f"{r.search_dev_metric:.4f}",
-         f"{r.dev_mean:.4f} ± {r.dev_std:.4f}", f"{r.test_mean:.4f} ± {r.test_std:.4f}",
-         f"{r.trainable_params:,}", f"{r.stored_params:,}"]
+         spread(r.dev_mean, r.dev_std), spread(r.test_mean, r.test_std),
+         f"{r.trainable_params:,}", "" if r.stored_params is None else f"{r.stored_params:,}"]
         for r in report.refits
     ]  # fmt: skip
     title = f"study {report.study}: Pareto configurations refit over {seeds} seed(s)"
     _table(title, columns, rows)
+    for r in report.refits:
+        if r.failed:
+            over = f"the means are over the other {r.seeds}" if r.seeds else "no seed trained"
+            click.echo(f"trial {r.number} ({r.variant}): {'; '.join(r.failed)} ({over})")
 
 
 def _pick(pick) -> None:

@@ -7,7 +7,7 @@ the training loop that fills it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -92,19 +92,21 @@ class Pick:
 
 @dataclass
 class RefitRow:
-    """One Pareto configuration retrained under several seeds: mean ± std on dev and test."""
+    """One Pareto configuration retrained under several seeds: mean ± std on dev and test over
+    the seeds that trained, and why the others did not."""
 
     number: int
     variant: str
     params: dict[str, Any]
     search_dev_metric: float
-    seeds: int
-    dev_mean: float
-    dev_std: float
-    test_mean: float
-    test_std: float
+    seeds: int  # seeds that trained; the means are over these (None when none did)
+    dev_mean: float | None
+    dev_std: float | None
+    test_mean: float | None
+    test_std: float | None
     trainable_params: int
-    stored_params: int
+    stored_params: int | None
+    failed: list[str] = field(default_factory=list)  # "seed 2: non-finite loss (nan) at step 510"
 
 
 @dataclass

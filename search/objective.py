@@ -133,8 +133,8 @@ def make_objective(
             recording.record_reason(trial, "interrupted (Ctrl-C)")
             raise
         except Exception as exc:
-            recording.record_reason(trial, _reason(exc))
-            _release_memory()
+            recording.record_reason(trial, failure_reason(exc))
+            release_memory()
             raise
         recording.record_result(trial, result)
         if resume.continues is not None:  # its predecessor's steps are its predecessor's cost
@@ -259,7 +259,7 @@ def _prune(trial: optuna.Trial, reason: str) -> None:
     raise optuna.TrialPruned(reason)
 
 
-def _reason(exc: Exception) -> str:
+def failure_reason(exc: Exception) -> str:
     import torch
 
     if isinstance(exc, torch.OutOfMemoryError):
@@ -268,7 +268,7 @@ def _reason(exc: Exception) -> str:
     return text if isinstance(exc, LorasearchError) else f"{type(exc).__name__}: {text}"
 
 
-def _release_memory() -> None:
+def release_memory() -> None:
     import gc
 
     import torch

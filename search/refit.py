@@ -12,40 +12,49 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import optuna
+import torch
 
 from lorasearch.adapters import build_adapter, get_variant
 from lorasearch.errors import LorasearchError
 from lorasearch.search import records
-from lorasearch.training.trainer import TrainResult
+from lorasearch.search.objective import failure_reason, release_memory
+from lorasearch.training.trainer import NonFiniteLoss, TrainResult
 from lorasearch.training.trial import Trial, run_trial
 
 
 @dataclass
 class Refit:
-    """One Pareto configuration retrained under several seeds."""
+    """One Pareto configuration retrained under several seeds; ``failed`` says which seeds did
+    not train and why (a diverged loss, memory), so one such seed costs only itself."""
 
     number: int
     variant: str
     knobs: dict
     search_dev_metric: float
+    trainable_params: int
+    stored_params: int | None
     results: list[TrainResult] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # "seed 2: non-finite loss (nan) at step 510"
 
     def summary(self) -> dict:
         dev = [r.dev_metric for r in self.results]
         test = [r.test_metric for r in self.results]
-        spread = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
+        mean = lambda xs: statistics.mean(xs) if xs else None  # noqa: E731
+        spread = lambda xs: statistics.stdev(xs) if len(xs) > 1 else (0.0 if xs else None)  # noqa: E731
+        first = self.results[0] if self.results else None
         return {
             "number": self.number,
             "variant": self.variant,
             "params": self.knobs,
             "search_dev_metric": self.search_dev_metric,
             "seeds": len(self.results),
-            "dev_mean": statistics.mean(dev),
+            "dev_mean": mean(dev),
             "dev_std": spread(dev),
-            "test_mean": statistics.mean(test),
+            "test_mean": mean(test),
             "test_std": spread(test),
-            "trainable_params": self.results[0].trainable_params,
-            "stored_params": self.results[0].stored_params,
+            "trainable_params": first.trainable_params if first else self.trainable_params,
+            "stored_params": first.stored_params if first else self.stored_params,
+            "failed": list(self.failed),
         }
 
 
@@ -70,7 +79,10 @@ def refit_front(
     for trial in sorted(front, key=lambda t: t.values[1]):
         variant = trial.variant
         knobs = get_variant(variant).for_steps(trial.knobs, fixed.train.steps, train.steps)
-        refit = Refit(trial.number, variant, knobs, trial.values[0])
+        refit = Refit(
+            trial.number, variant, knobs, trial.values[0], int(trial.values[1]),
+            trial.stored_params,
+        )  # fmt: skip
         for seed in range(seeds):
             if on_run:
                 on_run(trial.number, variant, seed)
@@ -80,6 +92,10 @@ def refit_front(
                 build_adapter(variant, **copy.deepcopy(knobs)),
                 replace(train, seed=seed),
             )
-            refit.results.append(run_trial(spec))
+            try:
+                refit.results.append(run_trial(spec))
+            except (NonFiniteLoss, MemoryError, torch.OutOfMemoryError) as exc:
+                refit.failed.append(f"seed {seed}: {failure_reason(exc)}")
+                release_memory()
         refits.append(refit)
     return refits

@@ -476,7 +476,7 @@ def test_out_of_memory_fails_the_trial_with_its_reason_and_the_next_one_runs(
         return real(spec, **kwargs)
 
     monkeypatch.setattr(objective_module, "run_trial", first_runs_out)
-    monkeypatch.setattr(objective_module, "_release_memory", lambda: released.append(True))
+    monkeypatch.setattr(objective_module, "release_memory", lambda: released.append(True))
     first, second = _two_lora_trials(toy_data, tiny_bert, tmp_path).trials
     assert first.state == TrialState.FAIL
     assert TrialRecord.of(first).reason == (

@@ -342,6 +342,51 @@ def test_refit_retrains_the_front_and_reproduces_the_search_at_seed_0(
         refit_front(study, seeds=0, steps=None)
 
 
+def test_a_refit_seed_that_diverges_is_reported_and_the_others_kept(
+    toy_data, tiny_bert, tmp_path, monkeypatch, capsys
+):
+    """A refit seed whose loss turns non-finite costs only itself: the other seeds and the other
+    configurations are refit, the means count the seeds that trained, and the CLI names the
+    failed seed under its table, exit 0."""
+    from lorasearch.search import refit as refit_module
+    from lorasearch.training.trainer import NonFiniteLoss
+
+    study = _search(_fixed(toy_data, tiny_bert), tmp_path, 3, variants=["lora", "vera"])
+    cheapest = min(study.best_trials, key=lambda t: t.values[1]).number
+    real = refit_module.run_trial
+    calls = []
+
+    def diverging(spec):
+        calls.append(spec.train.seed)
+        if len(calls) in (2, 3):  # the cheapest configuration's seeds 1 and 2
+            raise NonFiniteLoss(f"non-finite loss (nan) at step {len(calls)}")
+        return real(spec)
+
+    monkeypatch.setattr(refit_module, "run_trial", diverging)
+    refits = {r.number: r.summary() for r in refit_module.refit_front(study, 3, None)}
+    assert len(calls) == 3 * len(study.best_trials)  # every seed of every configuration ran
+    first = refits[cheapest]
+    assert first["failed"] == [
+        "seed 1: non-finite loss (nan) at step 2",
+        "seed 2: non-finite loss (nan) at step 3",
+    ]
+    assert first["seeds"] == 1 and first["dev_std"] == 0.0
+    assert first["dev_mean"] == pytest.approx(first["search_dev_metric"], abs=1e-9)  # seed 0
+    assert all(r["seeds"] == 3 and not r["failed"] for n, r in refits.items() if n != cheapest)
+    calls.clear()
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    assert main(["refit", "--study", "s", "--storage", storage]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"trial {cheapest} ({first['variant']}): seed 1: non-finite loss (nan) at step 2; seed 2: "
+        "non-finite loss (nan) at step 3 (the means are over the other 1)"
+    ) in out
+    calls.clear()
+    assert main(["refit", "--study", "s", "--storage", storage, "--json"]) == 0
+    rows = {r["number"]: r for r in json.loads(capsys.readouterr().out)["refits"]}
+    assert rows[cheapest]["failed"] == first["failed"] and rows[cheapest]["seeds"] == 1
+
+
 def test_several_tasks_run_one_study_each_and_end_with_best_per_task(tiny_bert, tmp_path, capsys):
     from conftest import toy_rows, write_tsv
 
