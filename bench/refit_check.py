@@ -234,20 +234,24 @@ def report(done: dict, pick, best, best_test: float, seeds: list[int]) -> None:
         scores = [r.test_metric for r in runs.values()]
         spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
         print(f"refit of {role} ({index}), seeds {','.join(map(str, runs))}: test "
-              f"{statistics.fmean(scores):.4f} ± {spread:.4f}, dev "
+              f"{statistics.fmean(scores):.4f} ± {spread:.4f} (median "
+              f"{statistics.median(scores):.4f}), dev "
               f"{statistics.fmean(r.dev_metric for r in runs.values()):.4f}"
               + (f" ({failed} more failed)" if failed else ""))  # fmt: skip
     if not trained.get(pick.index):
         return
-    mean = statistics.fmean(r.test_metric for r in trained[pick.index].values())
-    references = [("the table's best configuration's test (its one seed)", best_test)]
+    mine = [r.test_metric for r in trained[pick.index].values()]
+    mean = statistics.fmean(mine)
+    gap = 100 * (best_test - mean)
+    print(f"the pick's refit vs the table's best configuration's test (its one seed) "
+          f"{best_test:.4f}: {gap:+.2f} pt, {_verdict(gap)}")  # fmt: skip
     if trained.get(best.index):
         refits = [r.test_metric for r in trained[best.index].values()]
-        references.append(("the table's best refit", statistics.fmean(refits)))
-    for name, reference in references:
-        gap = 100 * (reference - mean)
-        verdict = "within" if gap <= 0.5 else "NOT within"
-        print(f"the pick's refit vs {name} {reference:.4f}: {gap:+.2f} pt, {verdict} 0.5 pt")
+        gap = 100 * (statistics.fmean(refits) - mean)
+        by_median = 100 * (statistics.median(refits) - statistics.median(mine))
+        print(f"the pick's refit vs the table's best refit {statistics.fmean(refits):.4f}: "
+              f"{gap:+.2f} pt, {_verdict(gap)}; by medians {by_median:+.2f} pt, "
+              f"{_verdict(by_median)}")  # fmt: skip
     both = [s for s in seeds if s in trained[pick.index] and s in trained.get(best.index, {})]
     if best.index == pick.index or not both:
         return
@@ -257,8 +261,12 @@ def report(done: dict, pick, best, best_test: float, seeds: list[int]) -> None:
           f"{', '.join(f'{g:+.2f}' for g in gaps)} pt")  # fmt: skip
     if len(gaps) > 1:
         error = statistics.stdev(gaps) / math.sqrt(len(gaps))
-        print(f"paired mean {statistics.fmean(gaps):+.2f} pt, standard error {error:.2f} pt "
-              f"over {len(gaps)} seeds")  # fmt: skip
+        print(f"paired mean {statistics.fmean(gaps):+.2f} pt, standard error {error:.2f} pt, "
+              f"median {statistics.median(gaps):+.2f} pt over {len(gaps)} seeds")  # fmt: skip
+
+
+def _verdict(gap: float) -> str:
+    return "within 0.5 pt" if gap <= 0.5 else "NOT within 0.5 pt"
 
 
 if __name__ == "__main__":

@@ -392,16 +392,20 @@ def test_a_failed_refit_is_reported_and_the_others_counted(
     }
     refit_check.report(done, pick, best, 0.855, [1, 2, 3])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "refit of the pick (31), seeds 1,2,3: test 0.8400 ± 0.0100, dev 0.8700"
+    assert lines[0] == (
+        "refit of the pick (31), seeds 1,2,3: test 0.8400 ± 0.0100 (median 0.8400), dev 0.8700"
+    )
     assert lines[1] == (
-        "refit of the table's best (0), seeds 1,3: test 0.8500 ± 0.0141, dev 0.8700 (1 more failed)"
+        "refit of the table's best (0), seeds 1,3: test 0.8500 ± 0.0141 (median 0.8500), dev "
+        "0.8700 (1 more failed)"
     )
     assert lines[2].endswith("0.8550: +1.50 pt, NOT within 0.5 pt")
-    assert (
-        lines[3] == "the pick's refit vs the table's best refit 0.8500: +1.00 pt, NOT within 0.5 pt"
+    assert lines[3] == (
+        "the pick's refit vs the table's best refit 0.8500: +1.00 pt, NOT within 0.5 pt; by "
+        "medians +1.00 pt, NOT within 0.5 pt"
     )
     assert (
         lines[4]
         == "paired by seed (the table's best refit minus the pick's, test): +2.00, +1.00 pt"
     )
-    assert lines[5] == "paired mean +1.50 pt, standard error 0.50 pt over 2 seeds"
+    assert lines[5] == "paired mean +1.50 pt, standard error 0.50 pt, median +1.50 pt over 2 seeds"
