@@ -235,7 +235,12 @@ def refit(
     def on_run(number: int, variant: str, seed: int) -> None:
         say_on_stderr(f"refit trial {number} ({variant}) seed {seed}")
 
-    refits = refit_front(study, seeds, steps, on_run if progress else None)
+    def on_failed(number: int, seed: int, why: str) -> None:
+        say_on_stderr(f"refit trial {number} seed {seed} failed: {why}; the other runs go on")
+
+    refits = refit_front(
+        study, seeds, steps, on_run if progress else None, on_failed if progress else None
+    )
     return RefitReport(study.study_name, [RefitRow(**r.summary()) for r in refits])
 
 

@@ -63,8 +63,11 @@ def refit_front(
     seeds: int,
     steps: int | None,
     on_run: Callable[[int, str, int], None] | None = None,
+    on_failed: Callable[[int, int, str], None] | None = None,
 ) -> list[Refit]:
-    """Retrain every Pareto trial of ``study`` with ``steps`` (default: the search's) × ``seeds``."""
+    """Retrain every Pareto trial of ``study`` with ``steps`` (default: the search's) × ``seeds``;
+    ``on_run(number, variant, seed)`` before each run, ``on_failed(number, seed, why)`` after one
+    that diverged or ran out of memory."""
     if seeds < 1:
         raise LorasearchError(f"--seeds must be >= 1, got {seeds}")
     if steps is not None and steps < 1:
@@ -97,5 +100,7 @@ def refit_front(
             except (NonFiniteLoss, MemoryError, torch.OutOfMemoryError) as exc:
                 refit.failed.append(f"seed {seed}: {failure_reason(exc)}")
                 release_memory()
+                if on_failed:
+                    on_failed(trial.number, seed, failure_reason(exc))
         refits.append(refit)
     return refits

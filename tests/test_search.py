@@ -347,7 +347,7 @@ def test_a_refit_seed_that_diverges_is_reported_and_the_others_kept(
 ):
     """A refit seed whose loss turns non-finite costs only itself: the other seeds and the other
     configurations are refit, the means count the seeds that trained, and the CLI names the
-    failed seed under its table, exit 0."""
+    failed seed as it fails and under its table, exit 0."""
     from lorasearch.search import refit as refit_module
     from lorasearch.training.trainer import NonFiniteLoss
 
@@ -376,7 +376,11 @@ def test_a_refit_seed_that_diverges_is_reported_and_the_others_kept(
     calls.clear()
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     assert main(["refit", "--study", "s", "--storage", storage]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert (
+        f"refit trial {cheapest} seed 2 failed: non-finite loss (nan) at step 3; the other runs "
+        "go on"
+    ) in err.splitlines()
     assert (
         f"trial {cheapest} ({first['variant']}): seed 1: non-finite loss (nan) at step 2; seed 2: "
         "non-finite loss (nan) at step 3 (the means are over the other 1)"
