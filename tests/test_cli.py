@@ -150,3 +150,27 @@ def test_hub_retries_do_not_reach_stderr(caplog):
     with caplog.at_level(logging.WARNING):
         logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
     assert caplog.records == []
+
+
+def test_a_refit_row_whose_every_seed_failed_prints_failed_and_why(capsys):
+    from lorasearch import RefitReport, RefitRow
+    from lorasearch._format import show
+
+    failed = ["seed 0: non-finite loss (nan) at step 9", "seed 1: out of memory: CUDA"]
+    rows = [
+        RefitRow(3, "lora", {"rank": 4}, 0.81, 2, 0.8, 0.01, 0.79, 0.02, 1_234, 1_200),
+        RefitRow(
+            7, "delta_lora", {"rank": 8}, 0.84, 0, None, None, None, None, 9_876, None, failed
+        ),
+    ]
+    show(RefitReport("s", rows), False, metric="accuracy")
+    out = capsys.readouterr().out
+    assert "refit over 2 seed(s)" in out
+    row = next(line for line in out.splitlines() if "delta_lora" in line)
+    assert row.count("failed") == 2 and "9,876" in row
+    assert out.splitlines()[-1] == (
+        "trial 7 (delta_lora): seed 0: non-finite loss (nan) at step 9; seed 1: out of memory: "
+        "CUDA (no seed trained)"
+    )
+    show(RefitReport("s", rows), True)
+    assert json.loads(capsys.readouterr().out)["refits"][1]["failed"] == failed
