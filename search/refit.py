@@ -39,8 +39,6 @@ class Refit:
     def summary(self) -> dict:
         dev = [r.dev_metric for r in self.results]
         test = [r.test_metric for r in self.results]
-        mean = lambda xs: statistics.mean(xs) if xs else None  # noqa: E731
-        spread = lambda xs: statistics.stdev(xs) if len(xs) > 1 else (0.0 if xs else None)  # noqa: E731
         first = self.results[0] if self.results else None
         return {
             "number": self.number,
@@ -48,14 +46,22 @@ class Refit:
             "params": self.knobs,
             "search_dev_metric": self.search_dev_metric,
             "seeds": len(self.results),
-            "dev_mean": mean(dev),
-            "dev_std": spread(dev),
-            "test_mean": mean(test),
-            "test_std": spread(test),
+            "dev_mean": _mean(dev),
+            "dev_std": _spread(dev),
+            "test_mean": _mean(test),
+            "test_std": _spread(test),
             "trainable_params": first.trainable_params if first else self.trainable_params,
             "stored_params": first.stored_params if first else self.stored_params,
             "failed": list(self.failed),
         }
+
+
+def _mean(xs: list[float]) -> float | None:
+    return statistics.mean(xs) if xs else None  # None: no seed trained
+
+
+def _spread(xs: list[float]) -> float | None:
+    return statistics.stdev(xs) if len(xs) > 1 else (0.0 if xs else None)
 
 
 def refit_front(
