@@ -104,9 +104,10 @@ def refit_front(
             try:
                 refit.results.append(run_trial(spec))
             except (NonFiniteLoss, MemoryError, torch.OutOfMemoryError) as exc:
-                refit.failed.append(f"seed {seed}: {failure_reason(exc)}")
+                why = failure_reason(exc)
+                refit.failed.append(f"seed {seed}: {why}")
                 release_memory()
                 if on_failed:
-                    on_failed(trial.number, seed, failure_reason(exc))
+                    on_failed(trial.number, seed, why)
         refits.append(refit)
     return refits
