@@ -340,21 +340,12 @@ def test_a_saved_output_names_the_command_that_reproduces_it(tmp_path, monkeypat
 
 def test_a_refit_builds_the_knobs_the_table_trained():
     """refit_check: a table's drawn params become knobs as the search makes them."""
-    import importlib
-
     import optuna
 
-    sys.path.insert(0, str(BENCH))
-    try:
-        refit_check, replay = (
-            importlib.import_module("refit_check"),
-            importlib.import_module("replay"),
-        )
-    finally:
-        sys.path.remove(str(BENCH))
+    refit_check = _load("refit_check")
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask()
     _, made = SearchSpace.default(["delta_lora"]).suggest(trial, 240)  # as table.py draws
-    knobs = refit_check.knobs_of(replay.Config(0, "delta_lora", 0, trial.params), 240)
+    knobs = refit_check.knobs_of(replay_py.Config(0, "delta_lora", 0, trial.params), 240)
     assert knobs == made and "alpha_ratio" not in knobs
     fraction = trial.params["delta_lora.delta_start"]
     assert knobs["delta_start"] == int(fraction * 240) and isinstance(knobs["delta_start"], int)
