@@ -82,6 +82,7 @@ FULL = {
     "LoRA-FA activation memory": ["lora_fa_memory.py"],
     "Parameter budgets vs full fine-tuning (issue 14; committed results only)": [
         "budget.py", "--report", "bench/tables/budget_sst2.json", "bench/tables/budget_agnews.json",
+        "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
     ],
     "Many workers: 1 vs 2 on one PostgreSQL study": ["workers.py", "--trials", "6", "--steps", "20"],
     "Batch prediction vs PEFT + transformers pipeline": ["predict_throughput.py", "--threads", "1"],
@@ -118,6 +119,7 @@ QUICK = {
     "LoRA-FA activation memory": ["lora_fa_memory.py", "--batch-size", "8"],
     "Parameter budgets vs full fine-tuning (issue 14; committed results only)": [
         "budget.py", "--report", "bench/tables/budget_sst2.json", "bench/tables/budget_agnews.json",
+        "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
     ],
     "Batch prediction vs PEFT + transformers pipeline": [
         "predict_throughput.py", "--rows", "256", "--steps", "5", "--repeats", "1", "--threads", "1",
