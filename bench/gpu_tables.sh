@@ -17,7 +17,9 @@
 # TABLE_SHARDS (4), TABLE_STEPS (243), TABLE_CONFIGS (32), EXTRA (more arguments for every
 # budget.py process, e.g. --train-samples 200 for a smoke run), SUFFIX (appended to the budget
 # results' names: other sizes need other files, e.g. SUFFIX=_r810 SEARCH_STEPS=810
-# SST2_REFIT_STEPS=5685 for the budget.py defaults, about 10-15 min on an H200).
+# SST2_REFIT_STEPS=5685 for the budget.py defaults: 461 s on an H200 with TABLE_SHARDS=0
+# REFIT_JOBS=12 and the full fine-tuning runs already recorded), MIN_STEPS (the searches'
+# lowest rung, e.g. 90 at R = 810 to start past the warmup; give it its own SUFFIX).
 set -u
 results=${1:?usage: bench/gpu_tables.sh RESULTS [STOP_S]}
 stop=${2:-480}
@@ -46,7 +48,7 @@ budget() {  # budget TASK EXTRA-ARGS...: full fine-tuning, search, refits of one
     local task=$1
     shift
     local common=(--task "$task" --name "budget_$task${SUFFIX:-}" --out "$results"
-        --steps "${SEARCH_STEPS:-270}"
+        --steps "${SEARCH_STEPS:-270}" ${MIN_STEPS:+--min-steps "$MIN_STEPS"}
         --trials "${SEARCH_TRIALS:-48}" "$@" ${EXTRA:-})
     for lr in 2e-5 5e-5 1e-4; do
         job "$task full $lr" python "$here/budget.py" "${common[@]}" --part full --full-lrs "$lr" &

@@ -242,3 +242,25 @@ def test_the_head_alone_trains_only_the_head(toy_data, tiny_bert):
     fixed = toy_fixed(toy_data, tiny_bert, steps=6, eval_every=3)
     result = run_trial(Trial(fixed.data, fixed.model, head_only, fixed.train))
     assert result.trainable_params == hidden * labels + labels
+
+
+def test_min_steps_reaches_the_search_and_is_named_in_the_report(tmp_path, monkeypatch):
+    import lorasearch
+
+    seen = {}
+
+    def optimize(**kwargs):
+        seen.update(kwargs)
+        raise lorasearch.LorasearchError("stop here")
+
+    monkeypatch.setattr(lorasearch, "optimize", optimize)
+    args = budget_py.parse_args(["--min-steps", "90", "--steps", "810"])
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    with pytest.raises(lorasearch.LorasearchError, match="stop here"):
+        budget_py.run_search(args, tmp_path / "b.json", {}, storage, "b", 4)
+    assert (seen["min_steps"], seen["steps"]) == (90, 810)
+    assert budget_py.parse_args([]).min_steps is None  # the search's own default
+    results = copy.deepcopy(RESULTS)
+    results["settings"]["min_steps"] = 90
+    assert "to R = 27 (multi-fidelity from step 90, 6 trials" in budget_py.render(results)
+    assert "from step" not in budget_py.render(RESULTS)
