@@ -79,7 +79,12 @@ BUDGETS = "1000,10000,100000,1000000"
 # and 51 fit 22,713 (0.1% of MiniLM); none fit 1,000 (the smallest: 2,250; the space's
 # smallest, vera at its lowest knobs, 1,570 with the 770-param head).
 REJECTS = 10
-GOALS = ((0.01, 0.5), (0.001, 2.0))  # (fraction of the base's params, allowed gap in points)
+GOALS = ((0.01, 0.5), (0.001, 2.0))
+# What fixes the meaning of the full fine-tuning and head-alone runs: --reuse-from copies them
+# from a results file that agrees on these (the search's R, rungs and refits do not touch them).
+REFERENCE_SETTINGS = (
+    "task", "train_samples", "eval_samples", "batch_size", "max_length", "epochs", "eval_every",
+)  # fmt: skip  # (fraction of the base's params, allowed gap in points)
 
 
 # --- the results file -----------------------------------------------------------------------
@@ -93,6 +98,25 @@ def stamp(device: str | None = None) -> dict:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     return record | ({"device": device} if device else {})
+
+
+def reuse(path: Path, source: Path) -> dict:
+    """Copy ``source``'s full fine-tuning and head-alone runs that ``path`` lacks (each keeps its
+    own command, commit, date and device), when the two agree on ``REFERENCE_SETTINGS``."""
+    from lorasearch.errors import LorasearchError
+
+    if not source.exists():
+        raise LorasearchError(f"--reuse-from: no results file {source}")
+    theirs, results = read(source), read(path)
+    ours = results["settings"]
+    differ = [k for k in REFERENCE_SETTINGS if theirs.get("settings", {}).get(k) != ours.get(k)]
+    if differ:
+        raise LorasearchError(f"--reuse-from: {source} was made with other {', '.join(differ)}")
+    for section in ("full", "probe"):
+        for key, run in theirs.get(section, {}).items():
+            if key not in results.get(section, {}):
+                results = update(path, section, key, run)
+    return results
 
 
 def _bench(name: str):
@@ -649,6 +673,11 @@ def parse_args(argv=None):
         help="a budget the main front has nothing within gets a search of its own, of this "
         "many configurations within it (0: none)",
     )
+    parser.add_argument(
+        "--reuse-from",
+        help="a results name in --out ({task} stands for the task) whose full fine-tuning and "
+        "head-alone runs to reuse: they do not depend on the search or the refits",
+    )
     parser.add_argument("--refit-steps", type=int, help="[default: the full fine-tuning's steps]")
     parser.add_argument("--eval-every", type=int, help="[default: a quarter epoch]")
     parser.add_argument("--train-samples", type=int, help="[default: the whole train split]")
@@ -703,6 +732,8 @@ def prepare(args, path: Path) -> tuple[dict, tuple]:
         "full_steps": full_steps, "refit_steps": args.refit_steps or full_steps,
     }  # fmt: skip
     results = update(path, "meta", None, meta)
+    if args.reuse_from:
+        results = reuse(path, args.out / f"{args.reuse_from.format(task=args.task)}.json")
     train = TrainConfig(
         steps=full_steps,
         batch_size=args.batch_size,

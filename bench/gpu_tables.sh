@@ -12,6 +12,9 @@
 #
 #     bench/gpu_tables.sh RESULTS [STOP_S]     # RESULTS: a folder; copy bench/tables in first
 #
+# On a lent machine with no package index and a 64 MiB carry limit, bench/device/kit.sh packs
+# what it needs (wheels, MiniLM in two parts, the data) and says which three calls run this.
+#
 # Sizes come from the environment (the defaults are the committed tables' settings):
 # SEARCH_STEPS (270), SEARCH_TRIALS (48), SST2_REFIT_STEPS (1895, one epoch), REFIT_JOBS (6),
 # TABLE_SHARDS (4), TABLE_STEPS (243), TABLE_CONFIGS (32), EXTRA (more arguments for every

@@ -264,3 +264,28 @@ def test_min_steps_reaches_the_search_and_is_named_in_the_report(tmp_path, monke
     results["settings"]["min_steps"] = 90
     assert "to R = 27 (multi-fidelity from step 90, 6 trials" in budget_py.render(results)
     assert "from step" not in budget_py.render(RESULTS)
+
+
+def test_reuse_copies_only_missing_reference_runs_from_an_agreeing_file(tmp_path):
+    import lorasearch
+
+    old = {"settings": {**RESULTS["settings"], "steps": 270}, "full": RESULTS["full"],
+           "probe": {"lr=0.03 seed=0": _full(3e-2, 0.78, 0.71)}}  # fmt: skip
+    source, path = tmp_path / "old.json", tmp_path / "new.json"
+    source.write_text(json.dumps(old))
+    mine = _full(5e-5, 0.5, 0.5)  # already recorded here: kept, not overwritten
+    path.write_text(json.dumps({"settings": {**RESULTS["settings"], "steps": 810},
+                                "full": {"lr=5e-05 seed=0": mine}}))  # fmt: skip
+    results = budget_py.reuse(path, source)
+    assert results["full"]["lr=5e-05 seed=0"] == mine
+    assert results["full"]["lr=2e-05 seed=0"] == RESULTS["full"]["lr=2e-05 seed=0"]
+    assert set(results["full"]) == set(RESULTS["full"])
+    assert results["probe"] == old["probe"]
+    assert json.loads(path.read_text()) == results
+    old["settings"]["eval_every"] = 99
+    source.write_text(json.dumps(old))
+    with pytest.raises(lorasearch.LorasearchError, match="made with other eval_every"):
+        budget_py.reuse(path, source)
+    with pytest.raises(lorasearch.LorasearchError, match="no results file"):
+        budget_py.reuse(path, tmp_path / "missing.json")
+    assert budget_py.parse_args(["--reuse-from", "budget_{task}_r810"]).reuse_from
