@@ -657,7 +657,7 @@ def parse_args(argv=None):
     parser.add_argument("--trials", type=int, default=48, help="search configurations")
     parser.add_argument("--steps", type=int, default=810, help="search's full budget R")
     parser.add_argument("--sampler-seed", type=int, default=0)
-    # At R = 810 the default lowest rung (30 steps) sits inside the warmup (49 steps): on an H200
+    # At R = 810 the default lowest rung (30 steps) sits inside the warmup (48 steps): on an H200
     # 44 of the 48 SST-2 configurations scored dev cross-entropy within 0.05 nats of chance
     # there, and the front was four VeRAs of 2-3k params (bench/tables/budget_sst2_r810.json).
     # --min-steps 90 starts the rungs past the warmup, to see the large end.
