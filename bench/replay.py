@@ -45,7 +45,8 @@ params; the last row is the front of every table configuration, the best a searc
         [--min-steps S] [--strategies random,tpe,early_stop,asha_loss,asha_metric,...]
         [--png bench/tables/sst2_replay.png]
 
-``--subset N`` replays on N of the table's configurations drawn at random (seeded): with
+``--like OTHER.csv`` replays on only the draws another table of the same draws holds (an A/B of
+settings on the same configurations). ``--subset N`` replays on N of the table's configurations drawn at random (seeded): with
 ``--trials`` a quarter of the table, how many configurations a multi-fidelity strategy can start
 bounds its ratios. ``--signals STOP.csv`` replays with the signals below R from a
 ``table.py --stop`` table of the same draws (trained under other settings, e.g. a shorter
@@ -143,6 +144,20 @@ class Table:
             raise LorasearchError(f"--subset must be in [1, {len(self.configs)}], got {n}")
         kept = set(random.Random(seed).sample([c.index for c in self.configs], n))
         return replace(self, configs=[c for c in self.configs if c.index in kept])
+
+    def like(self, other: Table) -> Table:
+        """Only the draws ``other`` holds: a replay of this table on the same configurations as
+        another table of the same draws trained under other settings (e.g. a shorter warmup)."""
+        from lorasearch.errors import LorasearchError
+
+        mine = {c.index for c in self.configs}
+        wanted = {c.index for c in other.configs}
+        if missing := sorted(wanted - mine):
+            raise LorasearchError(f"--like: this table lacks draws {missing[:5]}")
+        # (by the drawn knobs: LoRA-drop's params depend on its training, a warmup included)
+        if [c.drawn for c in self.configs if c.index in wanted] != [c.drawn for c in other.configs]:
+            raise LorasearchError("--like: the other table drew other configurations")
+        return replace(self, configs=[c for c in self.configs if c.index in wanted])
 
     @classmethod
     def load(cls, path: Path) -> Table:
@@ -602,6 +617,12 @@ def main() -> None:
     parser.add_argument(
         "--subset", type=int, help="replay on this many of the table's configurations (seeded)"
     )
+    parser.add_argument(
+        "--like",
+        type=Path,
+        help="replay on only the draws this other table (of the same draws) holds: an A/B of "
+        "two tables trained under other settings on the same configurations",
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     table = Table.load(args.table)  # (a missing table: read_table's one-line error)
@@ -609,6 +630,8 @@ def main() -> None:
         table = table.with_signals(Table.load(args.signals))
     if args.subset is not None:
         table = table.subset(args.subset)
+    if args.like:
+        table = table.like(Table.load(args.like))
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     unknown = set(strategies) - set(STRATEGIES)
     if unknown:
@@ -624,6 +647,7 @@ def main() -> None:
         + (f" (signals below R from {args.signals})" if args.signals else "")
         + f": {len(table.configs)} configurations"
         + (" (a random subset)" if args.subset is not None else "")
+        + (f" (the draws of {args.like})" if args.like else "")
         + f", R = {table.steps}, rungs "
         f"{list(rung_steps(table.steps, args.min_steps, args.eta))}; budget {trials} x R = "
         f"{budget:,} steps; {args.seeds} seeds\n"

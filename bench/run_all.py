@@ -45,6 +45,26 @@ def warmup_sections(seeds: str, png_folder: str) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
+def short_warmup_sections(seeds: str, png_folder: str) -> dict[str, list[str]]:
+    """The SST-2 table's first 32 draws trained to R under a warmup that ends before rung 1
+    (committed): its rung correlations, its replay, and the replay of the same draws from the
+    table (6% warmup) as the baseline."""
+    table, short = "bench/tables/sst2.csv", "bench/tables/sst2_warmup4_r243.csv"
+    replay = ["--seeds", seeds, "--strategies", "random,tpe,asha_loss"]
+    return {
+        "A warmup that ends before rung 1, trained to R (the table's first 32 draws)": [
+            "table.py", "--report", short,
+        ],
+        "Its replay": [
+            "replay.py", short, *replay, "--png", f"{png_folder}/sst2_warmup4_r243_replay.png",
+        ],
+        "The same 32 draws under the table's 6% warmup (the baseline)": [
+            "replay.py", table, "--like", short, *replay,
+            "--png", f"{png_folder}/sst2_first32_replay.png",
+        ],
+    }  # fmt: skip
+
+
 FULL = {
     "Trial throughput vs PEFT + transformers.Trainer": ["throughput.py", "--steps", "100"],
     "Learning-curve table: which early signal predicts the final front": [
@@ -86,6 +106,7 @@ FULL = {
     ],
     "Many workers: 1 vs 2 on one PostgreSQL study": ["workers.py", "--trials", "6", "--steps", "20"],
     "Batch prediction vs PEFT + transformers pipeline": ["predict_throughput.py", "--threads", "1"],
+    **short_warmup_sections("30", "bench/tables"),
 }  # fmt: skip
 QUICK = {
     "Trial throughput vs PEFT + transformers.Trainer": ["throughput.py", "--steps", "10", "--repeats", "1"],
@@ -124,6 +145,7 @@ QUICK = {
     "Batch prediction vs PEFT + transformers pipeline": [
         "predict_throughput.py", "--rows", "256", "--steps", "5", "--repeats", "1", "--threads", "1",
     ],
+    **short_warmup_sections("2", "/tmp"),
 }  # fmt: skip
 
 

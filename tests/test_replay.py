@@ -400,3 +400,19 @@ def test_a_failed_refit_is_reported_and_the_others_counted(
         == "paired by seed (the table's best refit minus the pick's, test): +2.00, +1.00 pt"
     )
     assert lines[5] == "paired mean +1.50 pt, standard error 0.50 pt, median +1.50 pt over 2 seeds"
+
+
+def test_like_keeps_only_the_draws_the_other_table_holds(table):
+    from dataclasses import replace
+
+    from lorasearch.errors import LorasearchError
+
+    other = table.subset(7, seed=3)
+    same = table.like(other)
+    assert [c.index for c in same.configs] == [c.index for c in other.configs]
+    assert same.configs == [c for c in table.configs if c.index in {c.index for c in other.configs}]
+    with pytest.raises(LorasearchError, match="lacks draws"):
+        other.like(table)
+    drifted = replace(other, configs=[replace(c, drawn={**c.drawn, "x": 1}) for c in other.configs])
+    with pytest.raises(LorasearchError, match="other configurations"):
+        table.like(drifted)
