@@ -79,12 +79,12 @@ BUDGETS = "1000,10000,100000,1000000"
 # and 51 fit 22,713 (0.1% of MiniLM); none fit 1,000 (the smallest: 2,250; the space's
 # smallest, vera at its lowest knobs, 1,570 with the 770-param head).
 REJECTS = 10
-GOALS = ((0.01, 0.5), (0.001, 2.0))
+GOALS = ((0.01, 0.5), (0.001, 2.0))  # (fraction of the base's params, allowed gap in points)
 # What fixes the meaning of the full fine-tuning and head-alone runs: --reuse-from copies them
 # from a results file that agrees on these (the search's R, rungs and refits do not touch them).
 REFERENCE_SETTINGS = (
     "task", "train_samples", "eval_samples", "batch_size", "max_length", "epochs", "eval_every",
-)  # fmt: skip  # (fraction of the base's params, allowed gap in points)
+)  # fmt: skip
 
 
 # --- the results file -----------------------------------------------------------------------

@@ -46,9 +46,9 @@ params; the last row is the front of every table configuration, the best a searc
         [--png bench/tables/sst2_replay.png]
 
 ``--like OTHER.csv`` replays on only the draws another table of the same draws holds (an A/B of
-settings on the same configurations). ``--subset N`` replays on N of the table's configurations drawn at random (seeded): with
-``--trials`` a quarter of the table, how many configurations a multi-fidelity strategy can start
-bounds its ratios. ``--signals STOP.csv`` replays with the signals below R from a
+settings on the same configurations). ``--subset N`` replays on N of the table's configurations
+drawn at random (seeded): with ``--trials`` a quarter of the table, how many configurations a
+multi-fidelity strategy can start bounds its ratios. ``--signals STOP.csv`` replays with the signals below R from a
 ``table.py --stop`` table of the same draws (trained under other settings, e.g. a shorter
 warmup) and the finals from the table.
 """
