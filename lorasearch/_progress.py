@@ -81,11 +81,13 @@ class SearchBar:
     def __exit__(self, *exc) -> None:
         self.progress.__exit__(*exc)
 
-    def search_started(self, study, storage: str, space) -> None:
+    def search_started(self, study, storage: str, space, schedule: str = "") -> None:
         done = len(study.trials)
         lines = [f"study {study.study_name} in {storage} ({done} trials so far); space in force:"]
         for variant, knobs in space.describe().items():
             lines.append(f"  {variant:11s} " + ", ".join(f"{k} {d}" for k, d in knobs.items()))
+        if schedule:
+            lines.append(schedule)
         self.progress.console.print("\n".join(lines), highlight=False, soft_wrap=True)
 
     def trial_started(self, number: int, variant: str, knobs: dict) -> None:

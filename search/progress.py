@@ -13,7 +13,10 @@ from lorasearch.spaces import SearchSpace
 class SearchProgress:
     """Does nothing but say warnings on stderr; a front end overrides what it shows."""
 
-    def search_started(self, study: optuna.Study, storage: str, space: SearchSpace) -> None: ...
+    def search_started(
+        self, study: optuna.Study, storage: str, space: SearchSpace, schedule: str = ""
+    ) -> None:
+        """``schedule``: ``SearchConfig.schedule``'s line (the rungs)."""
 
     def trial_started(self, number: int, variant: str, knobs: dict) -> None: ...
 

@@ -66,7 +66,9 @@ def run_search(
     )
     _check_or_record(study, fixed, task, config)
     study.sampler = make_sampler(config, len(study.trials))
-    progress.search_started(study, mask_url(storage_url(config.storage)), config.space)
+    progress.search_started(
+        study, mask_url(storage_url(config.storage)), config.space, config.schedule(fixed.train)
+    )
     tracker.start_study(study, *_run_record(study, fixed, config))
     record = records.StudyRecord.of(study)
 

@@ -254,3 +254,20 @@ def test_promotion_is_fast_with_many_peers():
     tick = time.perf_counter()
     promotable(p(9_999, 0.5, 100_000), peers, 3)
     assert time.perf_counter() - tick < 5.0
+
+
+def test_the_schedule_names_the_rungs_and_a_lowest_rung_inside_the_warmup():
+    from lorasearch.search.config import SearchConfig
+    from lorasearch.spaces import SearchSpace
+    from lorasearch.training.trainer import TrainConfig
+
+    space = SearchSpace.default(["lora"])
+    text = SearchConfig(trials=1, space=space).schedule(TrainConfig(steps=810))
+    assert text.startswith("rungs at steps 30, 90, 270, 810 (eta 3, ranked by dev_loss)")
+    assert "warmup runs to step 48, past rung 30," in text and "--min-steps 90" in text
+    past = SearchConfig(trials=1, space=space, min_steps=90).schedule(TrainConfig(steps=810))
+    assert past == "rungs at steps 90, 270, 810 (eta 3, ranked by dev_loss)"
+    short = SearchConfig(trials=1, space=space).schedule(TrainConfig(steps=810, warmup_ratio=0.01))
+    assert "warmup" not in short  # 8 steps: over before rung 30
+    flat = SearchConfig(trials=1, space=space, fidelity=False).schedule(TrainConfig(steps=60))
+    assert flat == "every trial to 60 steps (no rungs)"
