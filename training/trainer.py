@@ -628,10 +628,16 @@ def _adamw(groups: list[dict], device: torch.device) -> torch.optim.Optimizer:
         return torch.optim.AdamW(groups, foreach=device.type == "cuda")
 
 
+def warmup_steps(warmup_ratio: float, steps: int) -> int:
+    """The learning-rate warmup of a ``steps``-step run, in steps (the search's rung line says
+    where it ends, so both read it here)."""
+    return int(warmup_ratio * steps)
+
+
 def _linear_schedule(optimizer: torch.optim.Optimizer, warmup_ratio: float, steps: int):
     from transformers import get_linear_schedule_with_warmup
 
-    return get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * steps), steps)
+    return get_linear_schedule_with_warmup(optimizer, warmup_steps(warmup_ratio, steps), steps)
 
 
 def _autocast(device: torch.device):
