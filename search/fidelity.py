@@ -202,10 +202,28 @@ def promotion_count(n: int, eta: int, *, top: bool = False, final: bool = False)
 def promotions(
     points: list[RungPoint], eta: int, *, top: bool = False, final: bool = False
 ) -> list[RungPoint]:
-    """The points a rung promotes: the first :func:`promotion_count` of :func:`ranked`. NaN
-    signals (diverged trials) are never promoted, nor counted."""
+    """The points a rung promotes: the first :func:`promotion_count` of :func:`ranked`; at the
+    end of a search (``final``) also as many again spread over the params decades
+    (:func:`spread`), those not already chosen. NaN signals (diverged trials) are never
+    promoted, nor counted."""
     valid = [p for p in points if not math.isnan(p.signal)]
-    return ranked(valid, promotion_count(len(valid), eta, top=top, final=final))
+    count = promotion_count(len(valid), eta, top=top, final=final)
+    chosen = ranked(valid, count)
+    if final:
+        chosen += [p for p in spread(valid, count) if p not in chosen]
+    return chosen
+
+
+def spread(points: list[RungPoint], count: int) -> list[RungPoint]:
+    """``count`` of ``points`` taken round-robin over their params decades (``floor(log10)``):
+    each decade's first by :func:`ranked` among its own, then each decade's second, and so on;
+    inside a round, in :func:`ranked`'s order over all the points."""
+    overall = {p.number: i for i, p in enumerate(ranked(points))}
+    decades: dict[int, list[RungPoint]] = {}
+    for p in points:
+        decades.setdefault(int(math.log10(max(p.params, 1))), []).append(p)
+    turn = {p.number: i for group in decades.values() for i, p in enumerate(ranked(group))}
+    return sorted(points, key=lambda p: (turn[p.number], overall[p.number]))[:count]
 
 
 def promotable(

@@ -22,6 +22,7 @@ from lorasearch.search.fidelity import (
     ranked,
     rung_steps,
     signal_of,
+    spread,
 )
 
 
@@ -136,6 +137,22 @@ def test_the_end_of_a_search_sends_at_least_eta_on():
     chosen = promotions(points, 3, final=True)
     assert len(chosen) == 3 and set(chosen) == {points[0], points[1], points[2]}  # the front
     assert promotions(points[:2], 3, final=True) == ranked(points[:2])
+
+
+def test_the_end_of_a_search_also_spreads_over_params_decades():
+    """At the end of a search a rung also sends on as many again, taken round-robin over the
+    params decades: a large configuration that every small one dominates still reaches R."""
+    small = [p(0, 0.9, 1000), p(1, 0.85, 1200), p(2, 0.8, 1500), p(3, 0.7, 2000), p(4, 0.6, 3000)]
+    large = [p(5, 0.7, 200_000), p(6, 0.5, 300_000)]
+    points = small + large
+    assert [q.number for q in ranked(points)][:3] == [0, 1, 2]
+    assert spread(points, 3) == [points[0], points[5], points[1]]  # round 1: 0 and 5; then 1
+    assert promotions(points, 3) == [points[0], points[1]]  # an inner rung: 7 // 3, the front
+    assert promotions(points, 3, final=True) == [points[0], points[1], points[2], points[5]]
+    # one decade: the spread is the ranking itself, so nothing more goes on
+    assert promotions(small, 3, final=True) == ranked(small)[:3]
+    # a diverged (NaN) point is never spread on, even alone in its decade
+    assert promotions([p(7, float("nan"), 10**6), *small], 3, final=True) == ranked(small)[:3]
 
 
 def test_matches_optuna_on_one_objective():
