@@ -12,6 +12,10 @@ of all the table's configurations: what a search that tried every one would pick
         [--jobs 2] [--save bench/tables/sst2_refit.md]
     python bench/refit_check.py --show bench/tables/sst2_refit.md   # a committed result
 
+``--reuse FILE`` takes the refits an earlier output of the check (``--save``) holds instead of
+training them again: on CPU a refit is deterministic, so a check whose pick moved retrains only
+the new configuration.
+
 Six refits take about half an hour on 2 CPU cores, beyond ``make bench``'s budget: a run's
 output is committed (``bench/tables/sst2_refit.md``) and ``run_all`` shows it.
 """
@@ -26,11 +30,13 @@ import io
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -127,6 +133,13 @@ def main() -> None:
     )
     parser.add_argument("--save", type=Path, help="also write the output, with its provenance")
     parser.add_argument(
+        "--reuse",
+        type=Path,
+        action="append",
+        help="an earlier output of this check on the same table (repeatable): its refits are "
+        "taken, not trained again (refits on CPU are deterministic)",
+    )
+    parser.add_argument(
         "--which",
         choices=("both", "pick", "best"),
         default="both",
@@ -205,6 +218,14 @@ def check(args) -> None:
     targets = {"pick": [pick], "best": [best], "both": [pick, best]}[args.which]
     jobs = [(c, seed) for c in {c.index: c for c in targets}.values() for seed in seeds]
     done: dict[int, dict[int, object]] = {c.index: {} for c, _ in jobs}  # index -> seed -> result
+    earlier = reused(args.reuse or [], args.table)
+    for config, seed in jobs:
+        if (config.index, seed) in earlier:
+            result, source = earlier[config.index, seed]
+            done[config.index][seed] = result
+            print(f"refit of {config.index}, seed {seed}: dev {result.dev_metric:.4f}, test "
+                  f"{result.test_metric:.4f} (from {source})")  # fmt: skip
+    jobs = [(c, seed) for c, seed in jobs if (c.index, seed) not in earlier]
     for (config, seed), result in zip(jobs, refit(fixed, jobs, args.jobs), strict=True):
         done[config.index][seed] = result
         scores = (
@@ -215,6 +236,31 @@ def check(args) -> None:
         print(f"refit of {config.index}, seed {seed}: {scores}", flush=True)
     print()
     report(done, pick, best, tests[best.index], seeds)
+
+
+REFIT_LINE = re.compile(r"^refit of (\d+), seed (\d+): dev ([0-9.]+), test ([0-9.]+)$")
+
+
+def reused(paths: list[Path], table: Path) -> dict[tuple[int, int], tuple[object, Path]]:
+    """(config, seed) -> (its refit's dev and test, the file) from earlier outputs of this
+    check on the same table (``--reuse``): a refit on CPU is deterministic (seeds 1-3 of two
+    runs a session apart agreed to every digit), so it need not train again. A line that was
+    itself reused, or failed, is not taken."""
+    from lorasearch.errors import LorasearchError
+
+    found = {}
+    for path in paths:
+        if not path.exists():
+            raise LorasearchError(f"--reuse: no such file: {path}")
+        lines = path.read_text().splitlines()
+        if not any(line.startswith(f"{table}: ") for line in lines):
+            raise LorasearchError(f"--reuse: {path} is not a refit check of {table}")
+        for line in lines:
+            if match := REFIT_LINE.match(line):
+                index, seed, dev, test = match.groups()
+                result = SimpleNamespace(dev_metric=float(dev), test_metric=float(test))
+                found.setdefault((int(index), int(seed)), (result, path))
+    return found
 
 
 def report(done: dict, pick, best, best_test: float, seeds: list[int]) -> None:

@@ -23,7 +23,9 @@ a new one), on Optuna trials, which cannot be paused:
   each rung the top ``ceil(n / eta)`` rather than ``n // eta``, and at least ``min(n, eta)``, so
   that the best configurations of the last, unfilled rungs reach the full budget (as the last
   bracket of synchronous successive halving rounds up) and a short search ends with at least
-  eta trials at the full budget rather than one, until nothing more is promoted.
+  eta trials at the full budget rather than one; and as many again spread over the params
+  decades (``fidelity.spread``), so the front's large end reaches it too; until nothing more
+  is promoted.
 
 Why pause rather than promote the first arrivals (Optuna's ``SuccessiveHalvingPruner`` promotes
 a trial that is the best so far, so the first trials of a study go to the full budget): replayed
@@ -125,7 +127,8 @@ def pending(study: optuna.Study) -> bool:
 
 def finish(study: optuna.Study, rungs: tuple[int, ...], eta: int) -> list[int]:
     """The end of a search's new configurations: promote at every rung below the full budget
-    the top ``ceil(n / eta)``, at least ``min(n, eta)`` (lowest rung first). Returns the
+    the top ``ceil(n / eta)``, at least ``min(n, eta)``, and as many again spread over the
+    params decades (``fidelity.promotions(final=True)``; lowest rung first). Returns the
     trials promoted (none: done)."""
     promoted = []
     for step in rungs[:-1]:

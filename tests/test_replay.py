@@ -416,3 +416,29 @@ def test_like_keeps_only_the_draws_the_other_table_holds(table):
     drifted = replace(other, configs=[replace(c, drawn={**c.drawn, "x": 1}) for c in other.configs])
     with pytest.raises(LorasearchError, match="other configurations"):
         table.like(drifted)
+
+
+def test_a_refit_check_reuses_an_earlier_outputs_refits(tmp_path):
+    """refit_check --reuse: the refit lines of an earlier output of the same table are taken
+    (a failed or reused line is not); another table's output is one error."""
+    from lorasearch.errors import LorasearchError
+
+    refit_check = _load("refit_check")
+    table = Path("bench/tables/agnews.csv")
+    saved = tmp_path / "agnews_refit.md"
+    saved.write_text(
+        "`python bench/refit_check.py bench/tables/agnews.csv` (53 min)\n\n"
+        "bench/tables/agnews.csv: 64 configurations, R = 243, budget 16 x R\n\n"
+        "refit of 30, seed 1: dev 0.8480, test 0.8771\n"
+        "refit of 61, seed 2: failed: non-finite loss (nan) at step 7\n"
+        "refit of 61, seed 3: dev 0.8540, test 0.8816 (from elsewhere.md)\n"
+        "refit of 30, seed 1, seeds 1,2: test 0.8744 ± 0.0038\n"
+    )
+    found = refit_check.reused([saved], table)
+    assert list(found) == [(30, 1)]
+    result, source = found[30, 1]
+    assert (result.dev_metric, result.test_metric, source) == (0.848, 0.8771, saved)
+    with pytest.raises(LorasearchError, match="is not a refit check of bench/tables/sst2.csv"):
+        refit_check.reused([saved], Path("bench/tables/sst2.csv"))
+    with pytest.raises(LorasearchError, match="no such file"):
+        refit_check.reused([tmp_path / "nope.md"], table)
