@@ -295,3 +295,24 @@ def test_a_folder_that_cannot_be_made_costs_the_resume_not_the_trial(tmp_path):
     with trial_checkpoint(study, study.ask(), storage, True, said.append) as resume:
         assert resume == Resume(None)
     assert len(said) == 1 and said[0].startswith("trial 0 keeps no rung checkpoint: ")
+
+
+def test_the_end_of_a_search_continues_a_large_paused_trial_the_small_ones_outrank():
+    """promotion.finish on a study: besides each rung's top, the best paused trial of another
+    decade of params is continued (enqueued with its parameters and rung record)."""
+    from lorasearch.search import promotion
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    # five small trials (1-3k params) that all outrank the one large trial (200k) at rung 9
+    points = [(0.9, 1000), (0.85, 1200), (0.8, 1500), (0.7, 2000), (0.6, 3000), (0.7, 200_000)]
+    for signal, params in points:
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        trial.set_user_attr(records.RUNGS, {"9": [signal, params]})
+        trial.set_user_attr(records.PAUSED, 9)
+        study.tell(trial, state=TrialState.PRUNED)
+    promoted = promotion.finish(study, (9, 27), 3)
+    # the top 3 (ceil(6 / 3), at least eta), and the best of the large trial's decade
+    assert sorted(promoted) == [0, 1, 2, 5]
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert sorted(t.user_attrs[records.CONTINUES] for t in waiting) == [0, 1, 2, 5]
+    assert promotion.finish(study, (9, 27), 3) == []  # each is continued once
