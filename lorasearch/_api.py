@@ -121,9 +121,10 @@ def optimize(
     there (Pareto layer, then hypervolume contribution); the others pause, and a later promotion
     continues them from their checkpoint (``trials`` counts configurations; once all have run,
     each rung promotes its top ceil(n/eta) and as many again taken in turn from each decade of
-    params, until nothing goes on); ``max_steps`` (R, the full budget; ``steps`` alone means the same) defaults to
-    300, ``eta`` to 3, ``fidelity_signal`` to ``dev_loss`` (or ``dev_metric``); ``fidelity=False``
-    trains every trial to R. A resumed study keeps its own rungs.
+    params, until nothing goes on); ``max_steps`` (R, the full budget; ``steps`` alone means
+    the same) defaults to 300, ``eta`` to 3, ``fidelity_signal`` to ``dev_loss`` (or
+    ``dev_metric``); ``fidelity=False`` trains every trial to R. A resumed study keeps its own
+    rungs.
 
     Without ``data`` and ``task``, joins the existing ``study_name`` as ``lorasearch worker``
     does: its task, model, space, sampler and rungs come from the study.

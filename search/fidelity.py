@@ -40,8 +40,8 @@ The rule, for the ``n`` points recorded at a rung:
   after they are reached); the final hypervolume rises (SST-2 0.9478 to 0.9525, AG News
   2.2944 to 2.2967), and on AG News the front at R spans 2.21 decades instead of 0.11 (one 4k
   VeRA), its pick the 1.1M-param LoRA-drop that ties the table's best on dev (28 of 30 seeds)
-  instead of the VeRA (30 of 30; refit over eight seeds the table's best was 0.73 pt above the
-  VeRA on test). The price is paid at the end: a search run until nothing more goes on spends
+  instead of the VeRA (30 of 30). Refit over eight seeds (bench/refit_check.py), the new pick
+  is 0.78 pt above the table's best on test, the VeRA was 0.73 pt below it. The price is paid at the end: a search run until nothing more goes on spends
   14.3 R of steps instead of 10.1 on AG News and 15.0 instead of 11.6 on SST-2 (30 seeds, all
   64 configurations started). Only the first round (each decade's best, 12.0 / 12.6 R) left
   every AG News pick the VeRA.
