@@ -192,6 +192,7 @@ def check(args) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     quiet_libraries()
     table = Table.load(args.table)
+    earlier = reused(args.reuse or [], args.table)  # (a bad file: one line before the replays)
     meta = json.loads(args.table.with_suffix(".json").read_text())
     tests = {row["config"]: row["test_metric"] for row in read_table(args.table)}
     trials = args.trials or max(1, len(table.configs) // 4)
@@ -218,7 +219,6 @@ def check(args) -> None:
     targets = {"pick": [pick], "best": [best], "both": [pick, best]}[args.which]
     jobs = [(c, seed) for c in {c.index: c for c in targets}.values() for seed in seeds]
     done: dict[int, dict[int, object]] = {c.index: {} for c, _ in jobs}  # index -> seed -> result
-    earlier = reused(args.reuse or [], args.table)
     for config, seed in jobs:
         if (config.index, seed) in earlier:
             result, source = earlier[config.index, seed]
