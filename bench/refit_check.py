@@ -223,22 +223,27 @@ def check(args) -> None:
         if (config.index, seed) in earlier:
             result, source = earlier[config.index, seed]
             done[config.index][seed] = result
-            print(f"refit of {config.index}, seed {seed}: dev {result.dev_metric:.4f}, test "
-                  f"{result.test_metric:.4f} (from {source})")  # fmt: skip
+            print(f"{refit_line(config.index, seed, result)} (from {source})")
     jobs = [(c, seed) for c, seed in jobs if (c.index, seed) not in earlier]
     for (config, seed), result in zip(jobs, refit(fixed, jobs, args.jobs), strict=True):
         done[config.index][seed] = result
-        scores = (
-            f"failed: {result}"
-            if isinstance(result, str)
-            else f"dev {result.dev_metric:.4f}, test {result.test_metric:.4f}"
-        )
-        print(f"refit of {config.index}, seed {seed}: {scores}", flush=True)
+        print(refit_line(config.index, seed, result), flush=True)
     print()
     report(done, pick, best, tests[best.index], seeds)
 
 
 REFIT_LINE = re.compile(r"^refit of (\d+), seed (\d+): dev ([0-9.]+), test ([0-9.]+)$")
+
+
+def refit_line(index: int, seed: int, result) -> str:
+    """One refit's output line (what ``REFIT_LINE`` reads back for ``--reuse``): its dev and
+    test metric, or why the library refused it."""
+    scores = (
+        f"failed: {result}"
+        if isinstance(result, str)
+        else f"dev {result.dev_metric:.4f}, test {result.test_metric:.4f}"
+    )
+    return f"refit of {index}, seed {seed}: {scores}"
 
 
 def reused(paths: list[Path], table: Path) -> dict[tuple[int, int], tuple[object, Path]]:

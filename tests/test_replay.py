@@ -442,3 +442,6 @@ def test_a_refit_check_reuses_an_earlier_outputs_refits(tmp_path):
         refit_check.reused([saved], Path("bench/tables/sst2.csv"))
     with pytest.raises(LorasearchError, match="no such file"):
         refit_check.reused([tmp_path / "nope.md"], table)
+    # a line the check prints is one it reads back
+    saved.write_text(f"{table}: 1 configuration\n{refit_check.refit_line(44, 8, result)}\n")
+    assert refit_check.reused([saved], table)[44, 8][0] == result
