@@ -41,10 +41,10 @@ The rule, for the ``n`` points recorded at a rung:
   2.2944 to 2.2967), and on AG News the front at R spans 2.21 decades instead of 0.11 (one 4k
   VeRA), its pick the 1.1M-param LoRA-drop that ties the table's best on dev (28 of 30 seeds)
   instead of the VeRA (30 of 30). Refit over eight seeds (bench/refit_check.py), the new pick
-  is 0.78 pt above the table's best on test, the VeRA was 0.73 pt below it. The price is paid at the end: a search run until nothing more goes on spends
-  14.3 R of steps instead of 10.1 on AG News and 15.0 instead of 11.6 on SST-2 (30 seeds, all
-  64 configurations started). Only the first round (each decade's best, 12.0 / 12.6 R) left
-  every AG News pick the VeRA.
+  is 0.78 pt above the table's best on test, the VeRA was 0.73 pt below it. The price is paid
+  at the end: a search run until nothing more goes on spends 14.3 R of steps instead of 10.1
+  on AG News and 15.0 instead of 11.6 on SST-2 (30 seeds, all 64 configurations started).
+  Only the first round (each decade's best, 12.0 / 12.6 R) left every AG News pick the VeRA.
 - Ties: an identical point (same signal, same params) never dominates; equal contributions go
   to the better signal, then the lower trial number (deterministic).
 
