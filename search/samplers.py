@@ -7,6 +7,9 @@ Adding a sampler is one line here, or ``SAMPLERS["name"] = factory`` from outsid
 The ``--max-params`` budget reaches every sampler the same way, as Optuna 5's per-trial
 constraint (``trial.set_constraint`` in the objective): TPE, NSGA-II and GP read it from the
 trials themselves, so no factory needs ``constraints_func`` (deprecated in Optuna 5).
+
+"tpe" learns from every configuration's point at one rung, not only from the trials that reached
+the full budget (:class:`RungTPESampler`, ``search/rung_view.py``).
 """
 
 from __future__ import annotations
@@ -21,8 +24,29 @@ if TYPE_CHECKING:
 
 SamplerFactory = Callable[["SearchConfig", int], optuna.samplers.BaseSampler]
 
+
+class RungTPESampler(optuna.samplers.TPESampler):
+    """Optuna's TPE, reading the study through :class:`~lorasearch.search.rung_view.RungView`:
+    at the highest rung with at least its startup count of configurations, each one's point."""
+
+    def _view(self, study: optuna.Study):
+        from lorasearch.search.rung_view import RungView
+
+        return RungView(study, max(self._n_startup_trials, 1))
+
+    def infer_relative_search_space(self, study, trial):
+        return super().infer_relative_search_space(self._view(study), trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return super().sample_relative(self._view(study), trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        view = self._view(study)
+        return super().sample_independent(view, trial, param_name, param_distribution)
+
+
 SAMPLERS: dict[str, SamplerFactory] = {
-    "tpe": lambda config, seed: optuna.samplers.TPESampler(
+    "tpe": lambda config, seed: RungTPESampler(
         multivariate=True,
         group=True,
         seed=seed,

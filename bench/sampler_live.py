@@ -1,0 +1,240 @@
+"""The default multi-fidelity search live with two TPEs: what each draws, and the front at R.
+
+``tpe`` (the default) learns from every configuration's point at one rung
+(``search/rung_view.py``); ``tpe_complete`` is Optuna's TPE as it is, learning only from the
+trials that reached the full budget R (the default before the rung view), registered here as a
+sampler of its own. Both run in one process, one after the other, with the same settings and
+sampler seed, on SST-2 (or AG News) + MiniLM, all eight variants, MO-ASHA rungs from R/27.
+
+Printed for each, per search seed: the variants of the configurations TPE drew after its random
+startup (the first ``n_startup`` are the same random draws in both), how many decades of
+params those span, the front at R (trials at the full budget, Pareto on dev metric and params),
+its spread in decades (log10 max / min params) and its hypervolume (the search's own, in dev
+metric and log10 params), the trials at R and the training steps. Last, the means over seeds and
+the new over the old.
+
+    python bench/sampler_live.py [--task sst2] [--steps 270] [--trials 48] [--seeds 0]
+        [--train-samples 8000] [--eval-samples 500] [--json] [--save FILE]
+    python bench/sampler_live.py --show bench/tables/sampler_live.md   # a committed result
+
+Seeds can run side by side, one process each (``--json > seedK.json``, a torch thread each),
+and ``--merge seed0.json seed1.json [--save FILE]`` prints them as one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from table import commit, save_output, show_saved  # noqa: E402
+
+from lorasearch._quiet import quiet_libraries
+from lorasearch.errors import run_script
+from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.pareto import hypervolume
+from lorasearch.search.records import StudyRecord, trial_records
+from lorasearch.search.records import front as front_records
+from lorasearch.search.samplers import SAMPLERS
+from lorasearch.search.study import run_search
+from lorasearch.spaces import SearchSpace
+from lorasearch.training.tasks import data_root
+from lorasearch.training.trainer import TrainConfig
+from lorasearch.training.trial import DataConfig, ModelConfig
+
+OLD = "tpe_complete"
+SETTINGS = ("task", "steps", "trials", "seeds", "train_samples", "eval_samples")
+
+
+def startup(trials: int) -> int:
+    """The TPE factory's random startup count (search/samplers.py)."""
+    config = SearchConfig(trials=trials, space=SearchSpace.default())
+    return SAMPLERS["tpe"](config, 0)._n_startup_trials
+
+
+def plain_tpe(config: SearchConfig, seed: int):
+    """The default's TPE without the rung view: the same arguments, Optuna's own class."""
+    import optuna
+
+    return optuna.samplers.TPESampler(
+        multivariate=True, group=True, seed=seed, n_startup_trials=startup(config.trials)
+    )
+
+
+def decades(params: list[int]) -> float:
+    return math.log10(max(params) / min(params)) if params else 0.0
+
+
+def study(folder: Path, sampler: str, seed: int, args) -> dict:
+    data = DataConfig(
+        task=args.task,
+        data=str(data_root() / args.task),
+        train_samples=args.train_samples,
+        eval_samples=args.eval_samples,
+    )
+    fixed = Fixed(data, ModelConfig(), TrainConfig(steps=args.steps))
+    search = SearchConfig(
+        trials=args.trials,
+        space=SearchSpace.default(),
+        storage=f"sqlite:///{folder / 'bench.db'}",
+        study_name=f"{sampler}-{seed}",
+        sampler=sampler,
+        seed=seed,
+    )
+    start = time.perf_counter()
+    result = run_search(fixed, search)
+    wall = time.perf_counter() - start
+    records = trial_records(result)
+    drawn = [t for t in records if t.continues is None][startup(args.trials) :]
+    front = front_records(result)
+    record = StudyRecord.of(result)
+    at_r = [t for t in records if t.state == "COMPLETE"]
+    report = {
+        "sampler": sampler,
+        "seed": seed,
+        "wall_s": wall,
+        "drawn": dict(Counter(t.variant for t in drawn).most_common()),
+        "drawn_decades": decades([t.trainable_params for t in drawn if t.trainable_params]),
+        "front": [(t.number, t.variant, int(t.values[1]), t.values[0]) for t in front],
+        "front_decades": decades([int(t.values[1]) for t in front]),
+        "hypervolume": hypervolume(at_r, record.chance, record.full_params),
+        "at_r": len(at_r),
+        "at_r_variants": dict(Counter(t.variant for t in at_r).most_common()),
+        "steps": sum(t.steps_used or 0 for t in records),
+    }
+    print(f"{sampler} seed {seed}: {len(records)} trials in {wall:.0f} s", file=sys.stderr)
+    return report
+
+
+def show(out: dict) -> None:
+    args = out["args"]
+    print(
+        f"{args['task']} + MiniLM: {args['trials']} configurations, R = {args['steps']} (rungs "
+        f"from R/27), train {args['train_samples']} rows, dev {args['eval_samples']}; TPE's "
+        f"first {out['startup']} draws random; search seeds {args['seeds']}"
+    )
+    print()
+    print(
+        "| sampler | seed | drawn after startup (variant: count) | drawn decades | front at R "
+        "(variant params dev) | front decades | hypervolume | trials at R | steps | wall s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in out["runs"]:
+        drawn = ", ".join(f"{v} {n}" for v, n in r["drawn"].items())
+        front = "; ".join(f"{v} {p:,} {m:.3f}" for _, v, p, m in r["front"])
+        print(
+            f"| {r['sampler']} | {r['seed']} | {drawn} | {r['drawn_decades']:.2f} | {front} | "
+            f"{r['front_decades']:.2f} | {r['hypervolume']:.4f} | {r['at_r']} | {r['steps']:,} | "
+            f"{r['wall_s']:.0f} |"
+        )
+    print()
+    means = {}
+    for sampler in ("tpe", OLD):
+        runs = [r for r in out["runs"] if r["sampler"] == sampler]
+        means[sampler] = {
+            key: sum(r[key] for r in runs) / len(runs)
+            for key in ("front_decades", "drawn_decades", "hypervolume", "steps", "at_r")
+        }
+        shares = Counter()
+        for r in runs:
+            shares.update(r["drawn"])
+        top, count = shares.most_common(1)[0]
+        means[sampler]["top_share"] = (top, count / sum(shares.values()))
+    for sampler, m in means.items():
+        top, share = m["top_share"]
+        print(
+            f"{sampler}: front {m['front_decades']:.2f} decades, hypervolume "
+            f"{m['hypervolume']:.4f}, {m['at_r']:.1f} trials at R, {m['steps']:,.0f} steps; "
+            f"the most drawn variant after startup {top} ({share:.0%} of draws)"
+        )
+    new, old = means["tpe"], means[OLD]
+    print(
+        f"tpe / {OLD}: hypervolume {new['hypervolume'] / old['hypervolume']:.3f}x, steps "
+        f"{new['steps'] / old['steps']:.2f}x, front decades {new['front_decades']:.2f} vs "
+        f"{old['front_decades']:.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="sst2", choices=("sst2", "agnews"))
+    parser.add_argument("--steps", type=int, default=270, help="full budget R")
+    parser.add_argument("--trials", type=int, default=48, help="configurations per search")
+    parser.add_argument("--seeds", default="0", help="comma-separated search seeds")
+    parser.add_argument("--train-samples", type=int, default=8000)
+    parser.add_argument("--eval-samples", type=int, default=500)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--save", type=Path, help="also write the output, with its provenance")
+    parser.add_argument("--show", type=Path, help="only print a saved output")
+    parser.add_argument("--merge", type=Path, nargs="+", help="print these --json outputs as one")
+    args = parser.parse_args()
+    if args.show:
+        show_saved(args.show, "live measurement")
+        return
+    if args.merge:
+        out = merged(args.merge)
+        report(out, args, f"{len(args.merge)} processes side by side: {out['made']}")
+        return
+    quiet_libraries()
+    SAMPLERS[OLD] = plain_tpe
+    began = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    tick, load, code = time.perf_counter(), os.getloadavg()[0], commit()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    with tempfile.TemporaryDirectory() as scratch:
+        runs = [
+            study(Path(scratch), sampler, seed, args) for seed in seeds for sampler in ("tpe", OLD)
+        ]
+    made = (
+        f"{time.perf_counter() - tick:.0f} s; {began[:10]}, commit {code}; "
+        f"{os.cpu_count()} cores, 1-minute load {load:.1f} at the start and "
+        f"{os.getloadavg()[0]:.1f} at the end"
+    )
+    settings = {k: getattr(args, k) for k in SETTINGS}
+    out = {"args": settings, "startup": startup(args.trials), "runs": runs, "made": made}
+    if args.json:
+        print(json.dumps(out))
+        return
+    report(out, args, made)
+
+
+def merged(paths: list[Path]) -> dict:
+    """Several --json outputs of the same settings as one run (their seeds side by side)."""
+    from lorasearch.errors import LorasearchError
+
+    outs = [json.loads(path.read_text()) for path in paths]
+    first = {k: v for k, v in outs[0]["args"].items() if k != "seeds"}
+    if any({k: v for k, v in o["args"].items() if k != "seeds"} != first for o in outs):
+        raise LorasearchError("--merge: the outputs were made with other settings")
+    seeds = ",".join(o["args"]["seeds"] for o in outs)
+    runs = [run for o in outs for run in o["runs"]]
+    made = " / ".join(f"seeds {o['args']['seeds']}: {o['made']}" for o in outs)
+    return {
+        "args": first | {"seeds": seeds},
+        "startup": outs[0]["startup"],
+        "runs": runs,
+        "made": made,
+    }
+
+
+def report(out: dict, args, made: str) -> None:
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        show(out)
+    print(text.getvalue(), end="")
+    if args.save:
+        save_output(args.save, made, text.getvalue())
+
+
+if __name__ == "__main__":
+    run_script(main)
