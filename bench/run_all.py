@@ -90,6 +90,10 @@ FULL = {
         # --save bench/tables/sst2_live.md (see bench/fidelity_live.py), shown here
         "fidelity_live.py", "--show", "bench/tables/sst2_live.md",
     ],
+    "TPE on rung points vs TPE on the trials at R, live (committed result)": [
+        # four searches of 48 configurations: run by itself (see bench/sampler_live.py)
+        "sampler_live.py", "--show", "bench/tables/sampler_live.md",
+    ],
     "Refit of the replayed search's pick vs the table's best (committed result)": [
         "refit_check.py", "--show", "bench/tables/sst2_refit.md",
     ],
@@ -126,6 +130,10 @@ QUICK = {
     "Multi-fidelity search live vs every trial to R": [
         "fidelity_live.py", "--steps", "27", "--trials", "4", "--full-trials", "2",
         "--eval-samples", "200",
+    ],
+    "TPE on rung points vs TPE on the trials at R, live": [
+        "sampler_live.py", "--steps", "27", "--trials", "4", "--train-samples", "300",
+        "--eval-samples", "64",
     ],
     "Refit of the replayed search's pick vs the table's best (committed result)": [
         "refit_check.py", "--show", "bench/tables/sst2_refit.md",

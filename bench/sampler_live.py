@@ -1,10 +1,10 @@
 """The default multi-fidelity search live with two TPEs: what each draws, and the front at R.
 
-``tpe`` (the default) learns from every configuration's point at one rung
-(``search/rung_view.py``); ``tpe_complete`` is Optuna's TPE as it is, learning only from the
-trials that reached the full budget R (the default before the rung view), registered here as a
-sampler of its own. Both run in one process, one after the other, with the same settings and
-sampler seed, on SST-2 (or AG News) + MiniLM, all eight variants, MO-ASHA rungs from R/27.
+``tpe`` (the default) is Optuna's TPE, which learns only from the trials that reached the full
+budget R; ``tpe_rung`` learns from every configuration's point at one rung (``bench/rung_view.py``,
+registered here as a sampler of its own). Both run in one process, one after the other, with
+the same settings and sampler seed, on SST-2 (or AG News) + MiniLM, all eight variants, MO-ASHA
+rungs from R/27.
 
 Printed for each, per search seed: the variants of the configurations TPE drew after its random
 startup (the first ``n_startup`` are the same random draws in both), how many decades of
@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import rung_view  # noqa: E402
 from table import commit, save_output, show_saved  # noqa: E402
 
 from lorasearch._quiet import quiet_libraries
@@ -53,7 +54,7 @@ from lorasearch.training.tasks import data_root
 from lorasearch.training.trainer import TrainConfig
 from lorasearch.training.trial import DataConfig, ModelConfig
 
-OLD = "tpe_complete"
+NEW = rung_view.NAME
 SETTINGS = ("task", "steps", "trials", "seeds", "train_samples", "eval_samples")
 
 
@@ -61,15 +62,6 @@ def startup(trials: int) -> int:
     """The TPE factory's random startup count (search/samplers.py)."""
     config = SearchConfig(trials=trials, space=SearchSpace.default())
     return SAMPLERS["tpe"](config, 0)._n_startup_trials
-
-
-def plain_tpe(config: SearchConfig, seed: int):
-    """The default's TPE without the rung view: the same arguments, Optuna's own class."""
-    import optuna
-
-    return optuna.samplers.TPESampler(
-        multivariate=True, group=True, seed=seed, n_startup_trials=startup(config.trials)
-    )
 
 
 def decades(params: list[int]) -> float:
@@ -140,7 +132,7 @@ def show(out: dict) -> None:
         )
     print()
     means = {}
-    for sampler in ("tpe", OLD):
+    for sampler in (NEW, "tpe"):
         runs = [r for r in out["runs"] if r["sampler"] == sampler]
         means[sampler] = {
             key: sum(r[key] for r in runs) / len(runs)
@@ -158,9 +150,10 @@ def show(out: dict) -> None:
             f"{m['hypervolume']:.4f}, {m['at_r']:.1f} trials at R, {m['steps']:,.0f} steps; "
             f"the most drawn variant after startup {top} ({share:.0%} of draws)"
         )
-    new, old = means["tpe"], means[OLD]
+    new, old = means[NEW], means["tpe"]
+    ratio = new["hypervolume"] / old["hypervolume"] if old["hypervolume"] else math.nan
     print(
-        f"tpe / {OLD}: hypervolume {new['hypervolume'] / old['hypervolume']:.3f}x, steps "
+        f"{NEW} / tpe: hypervolume {ratio:.3f}x, steps "
         f"{new['steps'] / old['steps']:.2f}x, front decades {new['front_decades']:.2f} vs "
         f"{old['front_decades']:.2f}"
     )
@@ -187,13 +180,13 @@ def main() -> None:
         report(out, args, f"{len(args.merge)} processes side by side: {out['made']}")
         return
     quiet_libraries()
-    SAMPLERS[OLD] = plain_tpe
+    rung_view.register()
     began = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     tick, load, code = time.perf_counter(), os.getloadavg()[0], commit()
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
         runs = [
-            study(Path(scratch), sampler, seed, args) for seed in seeds for sampler in ("tpe", OLD)
+            study(Path(scratch), sampler, seed, args) for seed in seeds for sampler in (NEW, "tpe")
         ]
     made = (
         f"{time.perf_counter() - tick:.0f} s; {began[:10]}, commit {code}; "
