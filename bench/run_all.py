@@ -90,10 +90,6 @@ FULL = {
         # --save bench/tables/sst2_live.md (see bench/fidelity_live.py), shown here
         "fidelity_live.py", "--show", "bench/tables/sst2_live.md",
     ],
-    "TPE on rung points vs TPE on the trials at R, live (committed result)": [
-        # four searches of 48 configurations: run by itself (see bench/sampler_live.py)
-        "sampler_live.py", "--show", "bench/tables/sampler_live.md",
-    ],
     "Refit of the replayed search's pick vs the table's best (committed result)": [
         "refit_check.py", "--show", "bench/tables/sst2_refit.md",
     ],
@@ -111,6 +107,10 @@ FULL = {
     "Many workers: 1 vs 2 on one PostgreSQL study": ["workers.py", "--trials", "6", "--steps", "20"],
     "Batch prediction vs PEFT + transformers pipeline": ["predict_throughput.py", "--threads", "1"],
     **short_warmup_sections("30", "bench/tables"),
+    "TPE on rung points vs TPE on the trials at R, live (committed result)": [
+        # four searches of 48 configurations: run by itself (see bench/sampler_live.py)
+        "sampler_live.py", "--show", "bench/tables/sampler_live.md",
+    ],
 }  # fmt: skip
 QUICK = {
     "Trial throughput vs PEFT + transformers.Trainer": ["throughput.py", "--steps", "10", "--repeats", "1"],
@@ -131,10 +131,6 @@ QUICK = {
         "fidelity_live.py", "--steps", "27", "--trials", "4", "--full-trials", "2",
         "--eval-samples", "200",
     ],
-    "TPE on rung points vs TPE on the trials at R, live": [
-        "sampler_live.py", "--steps", "27", "--trials", "4", "--train-samples", "300",
-        "--eval-samples", "64",
-    ],
     "Refit of the replayed search's pick vs the table's best (committed result)": [
         "refit_check.py", "--show", "bench/tables/sst2_refit.md",
     ],
@@ -154,6 +150,10 @@ QUICK = {
         "predict_throughput.py", "--rows", "256", "--steps", "5", "--repeats", "1", "--threads", "1",
     ],
     **short_warmup_sections("2", "/tmp"),
+    "TPE on rung points vs TPE on the trials at R, live": [
+        "sampler_live.py", "--steps", "27", "--trials", "4", "--train-samples", "300",
+        "--eval-samples", "64",
+    ],
 }  # fmt: skip
 
 
