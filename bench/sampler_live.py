@@ -205,7 +205,7 @@ def merged(paths: list[Path]) -> dict:
     """Several --json outputs of the same settings as one run (their seeds side by side)."""
     from lorasearch.errors import LorasearchError
 
-    outs = [json.loads(path.read_text()) for path in paths]
+    outs = [read_output(path) for path in paths]
     first = {k: v for k, v in outs[0]["args"].items() if k != "seeds"}
     if any({k: v for k, v in o["args"].items() if k != "seeds"} != first for o in outs):
         raise LorasearchError("--merge: the outputs were made with other settings")
@@ -218,6 +218,19 @@ def merged(paths: list[Path]) -> dict:
         "runs": runs,
         "made": made,
     }
+
+
+def read_output(path: Path) -> dict:
+    """One ``--json`` output, or one error line naming the file."""
+    from lorasearch.errors import LorasearchError
+
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise LorasearchError(f"--merge: cannot read {path}: {exc}") from None
+    if not isinstance(out, dict) or not {"args", "startup", "runs", "made"} <= out.keys():
+        raise LorasearchError(f"--merge: {path} is no output of sampler_live.py --json")
+    return out
 
 
 def report(out: dict, args, made: str) -> None:
