@@ -147,3 +147,39 @@ def test_registered_with_the_default_tpes_arguments():
         assert made._n_startup_trials == default._n_startup_trials == 10
     finally:
         SAMPLERS.pop("tpe_rung", None)
+
+
+def _sampler_live():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "bench_sampler_live", BENCH / "sampler_live.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_sampler_live_merges_seeds_of_one_setting_only(tmp_path):
+    import json
+
+    from lorasearch.errors import LorasearchError
+
+    live = _sampler_live()
+    args = {"task": "sst2", "steps": 27, "trials": 4, "train_samples": 300, "eval_samples": 64}
+    for seed in (0, 1):
+        out = {"args": args | {"seeds": str(seed)}, "startup": 2, "made": f"run {seed}"}
+        out["runs"] = [{"sampler": "tpe", "seed": seed}]
+        (tmp_path / f"s{seed}.json").write_text(json.dumps(out))
+    merged = live.merged([tmp_path / "s0.json", tmp_path / "s1.json"])
+    assert merged["args"]["seeds"] == "0,1" and [r["seed"] for r in merged["runs"]] == [0, 1]
+    assert merged["made"] == "seeds 0: run 0 / seeds 1: run 1"
+    other = json.loads((tmp_path / "s1.json").read_text())
+    other["args"]["steps"] = 81
+    (tmp_path / "s2.json").write_text(json.dumps(other))
+    with pytest.raises(LorasearchError, match="other settings"):
+        live.merged([tmp_path / "s0.json", tmp_path / "s2.json"])
+    with pytest.raises(LorasearchError, match="cannot read"):
+        live.merged([tmp_path / "missing.json"])
