@@ -21,10 +21,10 @@ if TYPE_CHECKING:
 
 SamplerFactory = Callable[["SearchConfig", int], optuna.samplers.BaseSampler]
 
-# "tpe" learns only from the trials that reached R: an MO study's paused (PRUNED) trials carry no
-# values. Letting it learn from every configuration's rung point instead (BOHB's rule,
-# bench/rung_view.py) was measured live and was worse: SST-2 + MiniLM, 48 configurations, R =
-# 270, front hypervolume 1.178 / 1.127 against 1.239 / 1.199 at search seeds 0 / 1
+# "tpe" learns only from the trials that reached R: an MO study's paused (PRUNED) trials carry
+# no values. Letting it learn from every configuration's rung point instead (BOHB's rule,
+# bench/rung_view.py) did no better live: SST-2 + MiniLM, 48 configurations, R = 270, front
+# hypervolume 1.178 / 1.127 against 1.239 / 1.199 at search seeds 0 / 1
 # (bench/sampler_live.py, bench/tables/sampler_live.md).
 SAMPLERS: dict[str, SamplerFactory] = {
     "tpe": lambda config, seed: optuna.samplers.TPESampler(
