@@ -6,7 +6,7 @@ study it ranks only COMPLETE trials by their values; a PRUNED one has no values 
 raises in MO studies, optuna#3450), so TPE ranks it nowhere. Under ASHA with pauses only the
 trials promoted to the full budget R are COMPLETE, and the early rungs promote the small, fast
 learners: in the R = 810 budget searches (``bench/tables/budget_{sst2,agnews}_r810.sqlite3``)
-every trial that reached R was a VeRA, and TPE drew VeRA for 20 of the last 22 new AG News
+every trial that reached R was a VeRA, and TPE drew VeRA for 17 of the last 22 new AG News
 configurations (22 of 48 in all).
 
 The view here is BOHB's rule (Falkner et al. 2018: fit the model on the largest budget that has
