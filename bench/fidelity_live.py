@@ -28,12 +28,8 @@ commit and the machine's load) and ``run_all`` shows the committed file.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
-import io
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -41,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from table import commit, save_output, show_saved  # noqa: E402
+from table import Provenance, print_output, show_saved  # noqa: E402
 
 from lorasearch._quiet import quiet_libraries
 from lorasearch.errors import run_script
@@ -135,13 +131,12 @@ def main() -> None:
         show_saved(args.show, "live measurement")
         return
     quiet_libraries()
-    began = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    tick, load, code = time.perf_counter(), os.getloadavg()[0], commit()  # what runs: at the start
+    run = Provenance()  # what runs: at the start
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         out = {
             "steps": args.steps,
-            "date": began,
+            "date": run.began,
             "fidelity": study(folder, "fidelity", args.trials, args, min_steps=args.min_steps),
             "full": study(folder, "full", args.full_trials, args, fidelity=False, early_stop=False),
         }
@@ -150,17 +145,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(out))
         return
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        show(out, args)
-    print(text.getvalue(), end="")
-    if args.save:
-        made = (
-            f"{time.perf_counter() - tick:.0f} s; {began[:10]}, commit {code}; "
-            f"{os.cpu_count()} cores, 1-minute load {load:.1f} at the start and "
-            f"{os.getloadavg()[0]:.1f} at the end"
-        )
-        save_output(args.save, made, text.getvalue())
+    print_output(lambda: show(out, args), args.save, run.made())
 
 
 def show(out: dict, args) -> None:

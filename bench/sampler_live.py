@@ -24,12 +24,8 @@ and ``--merge seed0.json seed1.json [--save FILE]`` prints them as one run.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
-import io
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -39,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import rung_view  # noqa: E402
-from table import commit, save_output, show_saved  # noqa: E402
+from table import Provenance, print_output, show_saved  # noqa: E402
 
 from lorasearch._quiet import quiet_libraries
 from lorasearch.errors import run_script
@@ -181,18 +177,13 @@ def main() -> None:
         return
     quiet_libraries()
     rung_view.register()
-    began = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    tick, load, code = time.perf_counter(), os.getloadavg()[0], commit()
+    run = Provenance()
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
         runs = [
             study(Path(scratch), sampler, seed, args) for seed in seeds for sampler in (NEW, "tpe")
         ]
-    made = (
-        f"{time.perf_counter() - tick:.0f} s; {began[:10]}, commit {code}; "
-        f"{os.cpu_count()} cores, 1-minute load {load:.1f} at the start and "
-        f"{os.getloadavg()[0]:.1f} at the end"
-    )
+    made = run.made()
     settings = {k: getattr(args, k) for k in SETTINGS}
     out = {"args": settings, "startup": startup(args.trials), "runs": runs, "made": made}
     if args.json:
@@ -234,12 +225,7 @@ def read_output(path: Path) -> dict:
 
 
 def report(out: dict, args, made: str) -> None:
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        show(out)
-    print(text.getvalue(), end="")
-    if args.save:
-        save_output(args.save, made, text.getvalue())
+    print_output(lambda: show(out), args.save, made)
 
 
 if __name__ == "__main__":

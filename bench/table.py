@@ -43,10 +43,13 @@ trainer that does not, the table computes it itself in the same forward pass as 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
+import io
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -89,6 +92,34 @@ def save_output(path: Path, made: str, text: str) -> None:
     script = Path(sys.argv[0]).name
     command = " ".join([f"python bench/{script}", *without(sys.argv[1:], "--save")])
     path.write_text(f"`{command}` ({made})\n\n{text}")
+
+
+class Provenance:
+    """A live measurement's provenance, taken at its start (what runs: the commit then); its
+    :meth:`made` is what ``--save`` writes beside the output."""
+
+    def __init__(self):
+        self.began = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        self.tick, self.load, self.code = time.perf_counter(), os.getloadavg()[0], commit()
+
+    def made(self) -> str:
+        """Time so far, date, commit, and the machine's cores and load at the start and now."""
+        return (
+            f"{time.perf_counter() - self.tick:.0f} s; {self.began[:10]}, commit {self.code}; "
+            f"{os.cpu_count()} cores, 1-minute load {self.load:.1f} at the start and "
+            f"{os.getloadavg()[0]:.1f} at the end"
+        )
+
+
+def print_output(write, save: Path | None, made: str) -> None:
+    """Print what ``write()`` prints and, with ``save`` (``--save FILE``), also write it there
+    under its command and ``made`` (:func:`save_output`)."""
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        write()
+    print(text.getvalue(), end="")
+    if save:
+        save_output(save, made, text.getvalue())
 
 
 def without(argv: list[str], option: str) -> list[str]:
