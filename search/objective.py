@@ -107,7 +107,9 @@ def make_objective(
                 tracker.evaluation(run_id, point.step, point.dev_metric, point.dev_loss)
                 if gate and (reason := gate(point)):
                     return reason
-                return stopper(point.step, point.dev_metric) if stopper else None
+                if stopper and early_stop_judges(point.step, rungs, resume.passed):
+                    return stopper(point.step, point.dev_metric)
+                return None
 
             def score_test(result: TrainResult) -> bool:  # only a trial on the front uses it
                 if result.stopped_early:
@@ -233,6 +235,17 @@ def _rung_gate(
         )
 
     return on_eval
+
+
+def early_stop_judges(step: int, rungs: tuple[int, ...], passed: int) -> bool:
+    """Whether early stopping judges the evaluation after ``step``: not at a rung, which the
+    promotions decide (a trial not promoted pauses, and a later promotion, such as the end of
+    the search's spread over the params decades, may continue it; a stop is for good), nor
+    where a continuation trains again over the rungs its predecessor passed. On a GPU, the
+    AG News budget study of R = 810 (bench/tables/budget_agnews_r810.sqlite3) continued on a
+    CPU, where the checkpoints were not, lost its first three spread promotions (220k-2.2M
+    params) to the rule at step 30, a rung they had passed."""
+    return step not in rungs and step > passed
 
 
 def _early_stopper(

@@ -3,6 +3,7 @@ where they are not promotable; only full-budget trials make the front; test is s
 the front; a resumed study keeps its rungs; bad rung settings are one-line errors."""
 
 import json
+import shutil
 from pathlib import Path
 
 import optuna
@@ -16,11 +17,13 @@ from lorasearch.errors import LorasearchError
 from lorasearch.search import records
 from lorasearch.search.checkpoints import Resume, study_root, trial_checkpoint
 from lorasearch.search.config import Fixed, SearchConfig
+from lorasearch.search.early_stop import Finished, stop_reason
 from lorasearch.search.fidelity import rung_steps
 from lorasearch.search.records import StudyRecord, trial_records
 from lorasearch.search.report import study_report
 from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
+from lorasearch.training.trial import load_data
 
 R, MIN, ETA = 27, 3, 3  # rungs 3, 9, 27
 RUNGS = rung_steps(R, MIN, ETA)
@@ -316,3 +319,37 @@ def test_the_end_of_a_search_continues_a_large_paused_trial_the_small_ones_outra
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert sorted(t.user_attrs[records.CONTINUES] for t in waiting) == [0, 1, 2, 5]
     assert promotion.finish(study, (9, 27), 3) == []  # each is continued once
+
+
+def test_with_rungs_early_stopping_leaves_the_rungs_to_the_promotions(
+    toy_data, tiny_bert, tmp_path
+):
+    """Rungs 40 and 120. A fast learner reaches R (COMPLETE); slow ones, no smaller, trail it at
+    rung 40 by more than the margin and the dev set's noise, and pause there. A promotion then
+    continues one on a machine without its checkpoint, so it trains again from step 0: early
+    stopping, which alone would stop it at step 40, judges neither that passed rung nor R (the
+    rungs are the promotions' to decide), and the continuation reaches R."""
+    from lorasearch.search import promotion
+
+    everywhere = {"lora.targets": "all", "lora.layers": "all"}
+    everywhere |= {"lora.alpha_ratio": 2.0, "lora.rslora": False, "lora.init": "kaiming"}
+    fast = [{"lora.rank": 16, "lora.lr": lr} | everywhere for lr in (5e-3, 4e-3, 6e-3)]
+    slow = [{"lora.rank": rank, "lora.lr": 1e-4} | everywhere for rank in (16, 32, 16)]
+    fixed = _fixed(toy_data, tiny_bert, steps=120)
+    settings = dict(early_stop=True, margin=0.05, min_steps=40)
+    study = _search(fixed, tmp_path, 6, enqueue=[*fast, *slow], **settings)
+    trials = trial_records(study)
+    leader = next(t for t in trials if t.state == "COMPLETE" and t.continues is None)
+    done = [Finished(leader.number, int(leader.values[1]), leader.curve, leader.values[0])]
+    dev_size = len(load_data(fixed.data).dev)
+    continued = {t.continues for t in trials}
+    paused = [t for t in trials if t.paused_at == 40 and t.number not in continued]
+    slow_one = next(t for t in paused if t.knobs["lr"] == 1e-4)
+    assert stop_reason(40, slow_one.curve[40], slow_one.planned_params, done, 0.05, dev_size)
+    for folder in study_root(f"sqlite:///{tmp_path / 'study.db'}", "mf").iterdir():
+        shutil.rmtree(folder)  # the continuation runs where the checkpoint is not
+    promotion._enqueue(study, study.trials[slow_one.number])
+    trials = trial_records(_search(fixed, tmp_path, 6, **settings))
+    (continuation,) = [t for t in trials if t.continues == slow_one.number]
+    assert continuation.resumed_from == 0 and continuation.steps_used == 120
+    assert continuation.state == "COMPLETE", continuation.reason
