@@ -590,9 +590,15 @@ def run_refits(args, path: Path, results: dict, storage: str, name: str) -> dict
     )
     # seed-major: every pick's seed 0 before any seed 1, so a run cut short still covers them all
     jobs = [(key, pick, seed) for seed in range(args.seeds) for key, pick in ordered]
+    earlier = reusable_refits(args, results)
     for (study, number), pick, seed in mine(jobs, args.shard):
         key = f"{study} trial={number} seed={seed}"
         if key in results.get("refits", {}):
+            continue
+        same = json.dumps([pick["variant"], pick["knobs"], seed], sort_keys=True)
+        if same in earlier:  # the same configuration, refit and seed: its run, as made
+            results = update(path, "refits", key, earlier[same] | {"study": study})
+            say(f"refit {key}: reused {earlier[same]['reused_from']}")
             continue
         knobs = get_variant(pick["variant"]).for_steps(
             pick["knobs"], fixed.train.steps, train.steps
@@ -606,6 +612,24 @@ def run_refits(args, path: Path, results: dict, storage: str, name: str) -> dict
             say(f"refit {key} ({pick['variant']}, {run['trainable_params']:,} params): dev "
                 f"{run['dev']:.4f} test {run['test']:.4f} ({run['wall_s']:.0f} s)")  # fmt: skip
     return results
+
+
+def reusable_refits(args, results: dict) -> dict[str, dict]:
+    """The ``--reuse-from`` file's refits by (variant, knobs, seed), when its refits ran as
+    ours (``reuse`` checked the other settings): a refit depends on the configuration, not on
+    the search that picked it. Each keeps its own command, commit, date and device, and says
+    where it came from (``reused_from``)."""
+    if not args.reuse_from:
+        return {}
+    name = args.reuse_from.format(task=args.task)
+    theirs = read(args.out / f"{name}.json")
+    if theirs.get("meta", {}).get("refit_steps") != results["meta"]["refit_steps"]:
+        return {}
+    found = {}
+    for key, run in theirs.get("refits", {}).items():
+        same = json.dumps([run["variant"], run["knobs"], run["seed"]], sort_keys=True)
+        found[same] = run | {"reused_from": f"{name}: {key}"}
+    return found
 
 
 def mine(jobs: list, shard: tuple[int, int]) -> list:
@@ -676,7 +700,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--reuse-from",
         help="a results name in --out ({task} stands for the task) whose full fine-tuning and "
-        "head-alone runs to reuse: they do not depend on the search or the refits",
+        "head-alone runs to reuse (they do not depend on the search or the refits), and whose "
+        "refits of a configuration and seed picked again here",
     )
     parser.add_argument("--refit-steps", type=int, help="[default: the full fine-tuning's steps]")
     parser.add_argument("--eval-every", type=int, help="[default: a quarter epoch]")

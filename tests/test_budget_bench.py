@@ -289,3 +289,21 @@ def test_reuse_copies_only_missing_reference_runs_from_an_agreeing_file(tmp_path
     with pytest.raises(lorasearch.LorasearchError, match="no results file"):
         budget_py.reuse(path, tmp_path / "missing.json")
     assert budget_py.parse_args(["--reuse-from", "budget_{task}_r810"]).reuse_from
+
+
+def test_reuse_from_offers_the_refits_of_the_same_configuration_and_seed(tmp_path):
+    old = copy.deepcopy(RESULTS)
+    for run in old["refits"].values():
+        run["knobs"] = {"rank": 2 if run["trial"] == 3 else 4}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    args = budget_py.parse_args(["--out", str(tmp_path), "--reuse-from", "old"])
+    found = budget_py.reusable_refits(args, copy.deepcopy(RESULTS))
+    same = json.dumps(["lora", {"rank": 2}, 1], sort_keys=True)  # trial 3's knobs, seed 1
+    assert found[same]["test"] == 0.895 and found[same]["device"] == "cpu"
+    assert found[same]["reused_from"] == "old: b trial=3 seed=1"
+    assert json.dumps(["lora", {"rank": 2}, 2], sort_keys=True) not in found  # no seed 2
+    assert json.dumps(["vera", {"rank": 2}, 1], sort_keys=True) not in found
+    other = copy.deepcopy(RESULTS)
+    other["meta"]["refit_steps"] = 5685  # refits of another length are not the same run
+    assert budget_py.reusable_refits(args, other) == {}
+    assert budget_py.reusable_refits(budget_py.parse_args([]), RESULTS) == {}
