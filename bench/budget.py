@@ -395,13 +395,17 @@ def _search_line(s: dict, name: str, search: dict) -> str:
     front = ", ".join(f"{p['variant']} {p['params']:,} {p['dev']:.3f}" for p in search["front"])
     within = f" within {search['max_params']:,} params" if search.get("max_params") else ""
     rungs = f" from step {s['min_steps']}" if s.get("min_steps") else ""
+    sizes = [p["params"] for p in search["front"]]
+    span = f" (spans {math.log10(max(sizes) / min(sizes)):.2f} decades)" if sizes else ""
+    source = search.get("continued_from")
+    continued = f"; continued from {source}, and its wall time is this run's" if source else ""
     return (
         f"- search {name}{within}: {search['configurations']} configurations "
         f"({search.get('trained', search['configurations'])} trained) to R = "
         f"{s['steps']} (multi-fidelity{rungs}, {search['trials']} trials with the promotions, seed "
         f"{s['sampler_seed']}), {search['train_steps']:,} training steps in "
-        f"{search['wall_s']:.0f} s wall ({search['device']}); front (variant, params, dev): "
-        f"{front or 'empty'}"
+        f"{search['wall_s']:.0f} s wall ({search['device']}){continued}; front (variant, "
+        f"params, dev){span}: {front or 'empty'}"
     )
 
 
@@ -471,6 +475,39 @@ def train_and_record(spec, path: Path, section: str, key: str, identity: dict, d
     return update(path, section, key, run), run
 
 
+def continue_study(args, storage: str, study: str) -> str:
+    """``--continue-study``: copy that results name's study, with every trial and its records,
+    into this one's storage under this one's name (once), so the search resumes it with this
+    code: the end of a search promotes what an older one did not (its rungs, R and draws are
+    kept). Its data path becomes this run's (the same task, another machine). Returns what the
+    search record says of the source."""
+    import optuna
+
+    from lorasearch.errors import LorasearchError
+
+    source = args.continue_study.format(task=args.task)
+    theirs = f"sqlite:///{(args.out / f'{source}.sqlite3').resolve()}"
+    record = read(args.out / f"{source}.json").get("searches", {}).get(source)
+    if record is None:
+        raise LorasearchError(f"--continue-study: no search {source} in {args.out}")
+    if study not in optuna.get_all_study_names(storage):
+        fixed = json.loads(optuna.load_study(study_name=source, storage=theirs).user_attrs["fixed"])
+        if fixed["data"]["task"] != args.task:
+            raise LorasearchError(f"--continue-study: {source} searched {fixed['data']['task']}")
+        optuna.copy_study(
+            from_study_name=source, from_storage=theirs, to_storage=storage, to_study_name=study
+        )
+        fixed["data"]["data"] = args.data
+        optuna.load_study(study_name=study, storage=storage).set_user_attr(
+            "fixed", json.dumps(fixed)
+        )
+    return (
+        f"{source}: {record['configurations']} configurations, {record['trials']} trials, "
+        f"{record['train_steps']:,} steps in {record['wall_s']:.0f} s on {record['device']}, "
+        f"commit {record['commit']}"
+    )
+
+
 def run_search(
     args, path: Path, results: dict, storage: str, study: str, trials: int, budget=None
 ) -> dict:
@@ -485,6 +522,9 @@ def run_search(
 
     tick = time.perf_counter()
     target, done = trials, []
+    source = (
+        continue_study(args, storage, study) if args.continue_study and budget is None else None
+    )
     while True:
         lorasearch.optimize(
             data=args.data, task=args.task, total_trials=target, steps=args.steps,
@@ -512,6 +552,8 @@ def run_search(
         "front": [{"trial": t.number, "variant": t.variant, "params": int(t.values[1]),
                    "dev": t.values[0]} for t in front],
     } | stamp(",".join(devices) or "?")  # fmt: skip
+    if source:
+        search["continued_from"] = source
     if previous.get("trials") == search["trials"]:  # resumed with nothing to do
         search |= {k: previous[k] for k in ("command", "commit", "date") if k in previous}
     else:
@@ -702,6 +744,11 @@ def parse_args(argv=None):
         help="a results name in --out ({task} stands for the task) whose full fine-tuning and "
         "head-alone runs to reuse (they do not depend on the search or the refits), and whose "
         "refits of a configuration and seed picked again here",
+    )
+    parser.add_argument(
+        "--continue-study",
+        help="a results name in --out ({task} stands for the task) whose search study this one "
+        "starts as a copy of, to resume it with this code (e.g. the end-of-search promotions)",
     )
     parser.add_argument("--refit-steps", type=int, help="[default: the full fine-tuning's steps]")
     parser.add_argument("--eval-every", type=int, help="[default: a quarter epoch]")

@@ -307,3 +307,50 @@ def test_reuse_from_offers_the_refits_of_the_same_configuration_and_seed(tmp_pat
     other["meta"]["refit_steps"] = 5685  # refits of another length are not the same run
     assert budget_py.reusable_refits(args, other) == {}
     assert budget_py.reusable_refits(budget_py.parse_args([]), RESULTS) == {}
+
+
+def test_continue_study_copies_the_source_study_once_and_repoints_its_data(tmp_path):
+    import optuna
+
+    import lorasearch
+
+    source = tmp_path / "old.sqlite3"
+    study = optuna.create_study(
+        study_name="old", storage=f"sqlite:///{source}", directions=["maximize", "minimize"]
+    )
+    study.set_user_attr("fixed", json.dumps({"data": {"task": "sst2", "data": "/gpu/sst2"}}))
+    study.add_trial(optuna.trial.create_trial(values=[0.8, 3000.0], user_attrs={"rung": 4}))
+    record = {"configurations": 1, "trials": 1, "train_steps": 810, "wall_s": 30.0,
+              "device": "cuda", "commit": "abc1234"}  # fmt: skip
+    (tmp_path / "old.json").write_text(json.dumps({"searches": {"old": record}}))
+    args = budget_py.parse_args(["--out", str(tmp_path), "--continue-study", "old"])
+    args.data = "/here/sst2"
+    storage = f"sqlite:///{tmp_path / 'new.sqlite3'}"
+    said = budget_py.continue_study(args, storage, "new")
+    assert said == "old: 1 configurations, 1 trials, 810 steps in 30 s on cuda, commit abc1234"
+    copied = optuna.load_study(study_name="new", storage=storage)
+    assert [t.values for t in copied.trials] == [[0.8, 3000.0]]
+    assert copied.trials[0].user_attrs == {"rung": 4}
+    assert json.loads(copied.user_attrs["fixed"])["data"] == {"task": "sst2", "data": "/here/sst2"}
+    copied.add_trial(optuna.trial.create_trial(values=[0.9, 9000.0]))
+    budget_py.continue_study(args, storage, "new")  # resumed: not copied again
+    assert len(optuna.load_study(study_name="new", storage=storage).trials) == 2
+    args.task = "agnews"
+    other = f"sqlite:///{tmp_path / 'other.sqlite3'}"
+    with pytest.raises(lorasearch.LorasearchError, match="searched sst2"):
+        budget_py.continue_study(args, other, "x")
+    assert optuna.get_all_study_names(other) == []  # refused before anything was copied
+    args.continue_study = "missing"
+    with pytest.raises(lorasearch.LorasearchError, match="no search missing"):
+        budget_py.continue_study(args, storage, "new")
+
+
+def test_the_search_line_gives_the_fronts_span_and_where_it_was_continued_from():
+    results = copy.deepcopy(RESULTS)
+    results["searches"]["b"]["front"].append(
+        {"trial": 5, "variant": "lora", "params": 900_000, "dev": 0.95}
+    )
+    results["searches"]["b"]["continued_from"] = "a: 4 configurations"
+    text = budget_py.render(results)
+    assert "front (variant, params, dev) (spans 2.00 decades): lora 9,000 0.910" in text
+    assert "; continued from a: 4 configurations, and its wall time is this run's" in text
