@@ -183,8 +183,10 @@ def test_early_stopping_stops_exactly_the_trials_the_rule_names(toy_data, tiny_b
         ]
         curve, params = trial.curve, trial.planned_params
         dev_size = len(load_data(fixed.data).dev)
-        fired = [
-            s for s in sorted(curve) if stop_reason(s, curve[s], params, before, 0.05, dev_size)
+        fired = [  # the rule judges every evaluation but the last (search/objective.py)
+            s
+            for s in sorted(curve)
+            if s < 60 and stop_reason(s, curve[s], params, before, 0.05, dev_size)
         ]
         if trial.state == "PRUNED":
             assert fired and fired[0] == max(curve) == trial.steps_used
@@ -203,6 +205,14 @@ def test_rule_needs_a_cheaper_trial_ahead_by_the_margin():
     assert stop_reason(20, 0.79, 1_000, done, 0.05) == early_stop.stop_reason(
         20, 0.79, 1_000, done, 0.05
     )
+
+
+def test_early_stopping_judges_neither_rungs_nor_the_steps_a_continuation_passed():
+    early_stop_judges = objective_module.early_stop_judges
+    assert early_stop_judges(20, (60,), 0) and not early_stop_judges(60, (60,), 0)  # no rungs
+    rungs = (10, 30, 90)
+    assert [s for s in (10, 20, 30, 60, 90) if early_stop_judges(s, rungs, 0)] == [20, 60]
+    assert [s for s in (20, 40, 60) if early_stop_judges(s, rungs, 30)] == [40, 60]
 
 
 def test_a_lead_within_the_dev_sets_noise_stops_nothing():
