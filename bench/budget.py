@@ -246,14 +246,19 @@ def same_config(run: dict, pick: dict) -> bool:
 
 
 def goal_lines(results: dict) -> list[str]:
-    """The issue's two goals: the pick within 1% (0.1%) of the base's parameters within 0.5
-    (2) points of full fine-tuning's test accuracy."""
+    """The issue's two goals: the best adapter within 1% (0.1%) of the base's parameters within
+    0.5 (2) points of full fine-tuning's test accuracy. The best: of the refit picks of every
+    budget up to the goal's (each fits it), the one with the best refit dev, as full
+    fine-tuning's rate is picked by dev. The search picks by its dev at R, a fraction of the
+    refit's steps, and on SST-2 at R = 810 its pick at 1% (a 104k LoRA-FA, dev 0.863 at R)
+    refit below its pick at 0.1% (a 13k LoRA, 0.855 at R) on dev and test."""
     base = results["meta"]["base_params"]
     rows = {r["budget"]: r for r in budget_rows(results)}
     lines = []
     for fraction, allowed in GOALS:
         budget = math.floor(fraction * base)
-        row = rows.get(budget)
+        measured = [r for b, r in rows.items() if b <= budget and "gap_pt" in r]
+        row = max(measured, key=lambda r: (r["dev"], r["budget"]), default=rows.get(budget))
         head = f"- best adapter at ≤ {fraction:.1%} of the base ({budget:,} params)"
         if row is None or "none" in row["pick"]:
             why = row["pick"]["none"] if row else "not picked yet"
@@ -264,7 +269,8 @@ def goal_lines(results: dict) -> list[str]:
             gap = row["gap_pt"]
             side = f"{gap:.2f} pt below" if gap >= 0 else f"{-gap:.2f} pt above"
             lines.append(
-                f"{head}: {row['pick']['variant']} {row['pick']['trainable_params']:,} params, "
+                f"{head}: {row['pick']['variant']} {row['pick']['trainable_params']:,} params "
+                f"(the pick at ≤ {row['budget']:,}; refit dev {row['dev']:.4f}), "
                 f"test {row['test']:.4f}, {side} full fine-tuning "
                 f"(goal: at most {allowed} pt below; {'met' if gap <= allowed else 'not met'})"
             )

@@ -104,6 +104,16 @@ def test_goal_lines_say_whether_each_goal_is_met():
     assert "2.50 pt below full fine-tuning" in tenth and tenth.endswith("2.0 pt below; not met)")
 
 
+def test_the_goals_best_adapter_is_the_best_refit_dev_of_the_picks_within_it():
+    results = copy.deepcopy(RESULTS)
+    for seed in (0, 1):  # the 1,000 pick's refits now beat the 10,000 pick's on dev
+        results["refits"][f"b_le1000 trial=1 seed={seed}"]["dev"] = 0.95
+    one, tenth = budget_py.goal_lines(results)
+    assert "lora 800 params (the pick at ≤ 1,000; refit dev 0.9500), test 0.8750" in one
+    assert "2.50 pt below" in one and one.endswith("not met)")  # chosen by dev, not by test
+    assert "(the pick at ≤ 1,000; refit dev 0.9500)" in tenth
+
+
 def test_goal_without_a_pick_or_refit_says_so():
     results = copy.deepcopy(RESULTS)
     results["picks"]["1000"] = {"none": "--max-params 1,000 is below the smallest"}
