@@ -103,6 +103,7 @@ FULL = {
     "Parameter budgets vs full fine-tuning (issue 14; committed results only)": [
         "budget.py", "--report", "bench/tables/budget_sst2.json", "bench/tables/budget_agnews.json",
         "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
+        "bench/tables/budget_sst2_r810s.json",
     ],
     "Many workers: 1 vs 2 on one PostgreSQL study": ["workers.py", "--trials", "6", "--steps", "20"],
     "Batch prediction vs PEFT + transformers pipeline": ["predict_throughput.py", "--threads", "1"],
@@ -145,6 +146,7 @@ QUICK = {
     "Parameter budgets vs full fine-tuning (issue 14; committed results only)": [
         "budget.py", "--report", "bench/tables/budget_sst2.json", "bench/tables/budget_agnews.json",
         "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
+        "bench/tables/budget_sst2_r810s.json",
     ],
     "Batch prediction vs PEFT + transformers pipeline": [
         "predict_throughput.py", "--rows", "256", "--steps", "5", "--repeats", "1", "--threads", "1",
@@ -217,7 +219,7 @@ def main() -> None:
         f"time, its date and commit"
         + (f" (this run: {total / 60:.1f} min, commit {commit()})." if not args.only else "")
         + (last_full_run(Path(args.output)) if args.only else ""),
-        f"Machine: {machine()}.",
+        f"Machine: {full_run_machine(Path(args.output)) if args.only else machine()}.",
         "Every ratio is against a baseline measured in the same run.",
     ]
     for number, (title, body) in enumerate(sections, 1):
@@ -254,6 +256,14 @@ def last_full_run(path: Path) -> str:
     old = path.read_text() if path.exists() else ""
     found = re.search(r" \((?:this|last full) run: ([0-9.]+ min[^)]*)\)\.", old)
     return f" (last full run: {found.group(1)})." if found else "."
+
+
+def full_run_machine(path: Path) -> str:
+    """The machine an earlier BENCHMARKS.md names (its full run's), kept by a partial re-run:
+    the kept sections were measured there. The current machine when there is none."""
+    old = path.read_text() if path.exists() else ""
+    found = re.search(r"^Machine: (.*)\.$", old, re.MULTILINE)
+    return found.group(1) if found else machine()
 
 
 def read_sections(path: Path) -> dict[str, list[str]]:
