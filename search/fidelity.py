@@ -45,6 +45,10 @@ The rule, for the ``n`` points recorded at a rung:
   at the end: a search run until nothing more goes on spends 14.3 R of steps instead of 10.1
   on AG News and 15.0 instead of 11.6 on SST-2 (30 seeds, all 64 configurations started).
   Only the first round (each decade's best, 12.0 / 12.6 R) left every AG News pick the VeRA.
+  Live: the SST-2 budget study at R = 810 (bench/tables/budget_sst2_r810s.json), searched on a
+  GPU before the spread existed and continued with it on a CPU, went from a front of four
+  VeRAs of 2.4-3.0k params (0.10 decades, best dev 0.840) to eight points up to a 104k LoRA-FA
+  (1.64 decades, best dev 0.863), for 53% more training steps (12,483 to 19,143).
 - Ties: an identical point (same signal, same params) never dominates; equal contributions go
   to the better signal, then the lower trial number (deterministic).
 
