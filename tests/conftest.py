@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,23 @@ from lorasearch.training.tasks import data_root
 
 quiet_libraries()
 torch.set_num_threads(2)
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def load_bench(name: str):
+    """bench/NAME.py as the module ``bench_NAME`` (bench/ is no package), with bench/ on the
+    path while it loads, for the sibling scripts it imports."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "happy", "bright", "warm"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "grim", "sad", "cold", "weak"]

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_budget", BENCH / "budget.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-budget_py = _load()
+budget_py = load_bench("budget")
 
 
 def _full(lr: float, dev: float, test: float) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import random
@@ -12,26 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BENCH, load_bench
 
 from lorasearch.spaces import SearchSpace
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _load(name: str):
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
-
-
-table_py = _load("table")
-replay_py = _load("replay")
+table_py = load_bench("table")
+replay_py = load_bench("replay")
 
 R = 27  # rungs 1, 3, 9, 27 at eta = 3
 CHANCE = 0.5
@@ -342,7 +327,7 @@ def test_a_refit_builds_the_knobs_the_table_trained():
     """refit_check: a table's drawn params become knobs as the search makes them."""
     import optuna
 
-    refit_check = _load("refit_check")
+    refit_check = load_bench("refit_check")
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask()
     _, made = SearchSpace.default(["delta_lora"]).suggest(trial, 240)  # as table.py draws
     knobs = refit_check.knobs_of(replay_py.Config(0, "delta_lora", 0, trial.params), 240)
@@ -363,7 +348,7 @@ def test_a_failed_refit_is_reported_and_the_others_counted(
 
     from lorasearch.training.trainer import NonFiniteLoss
 
-    refit_check = _load("refit_check")
+    refit_check = load_bench("refit_check")
 
     def diverge(*args, **kwargs):
         raise NonFiniteLoss("non-finite loss (nan) at step 7\nmore")
@@ -423,7 +408,7 @@ def test_a_refit_check_reuses_an_earlier_outputs_refits(tmp_path):
     (a failed or reused line is not); another table's output is one error."""
     from lorasearch.errors import LorasearchError
 
-    refit_check = _load("refit_check")
+    refit_check = load_bench("refit_check")
     table = Path("bench/tables/agnews.csv")
     saved = tmp_path / "agnews_refit.md"
     saved.write_text(

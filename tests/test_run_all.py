@@ -1,21 +1,8 @@
 """bench/run_all.py's partial re-run keeps what the full run's header said (no benchmark runs)."""
 
-import importlib.util
-import sys
-from pathlib import Path
+from conftest import load_bench
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_run_all", BENCH / "run_all.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-run_all = _load()
+run_all = load_bench("run_all")
 
 
 def test_a_partial_rerun_keeps_the_full_runs_machine_and_time(tmp_path):

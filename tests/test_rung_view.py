@@ -3,13 +3,11 @@
 enough of them, not only from the few trials that reached R. The measurement means something
 only if the view is what it says."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import optuna
 import pytest
+from conftest import load_bench
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -17,11 +15,7 @@ from lorasearch.search.records import CONTINUES, DUPLICATE, RUNGS
 from lorasearch.search.samplers import SAMPLERS
 from lorasearch.spaces import SearchSpace
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-spec = importlib.util.spec_from_file_location("bench_rung_view", BENCH / "rung_view.py")
-rung_view = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = rung_view
-spec.loader.exec_module(rung_view)
+rung_view = load_bench("rung_view")
 RungView, RungTPESampler, view_trials = (
     rung_view.RungView,
     rung_view.RungTPESampler,
@@ -150,16 +144,7 @@ def test_registered_with_the_default_tpes_arguments():
 
 
 def _sampler_live():
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "bench_sampler_live", BENCH / "sampler_live.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
+    return load_bench("sampler_live")
 
 
 def test_sampler_live_merges_seeds_of_one_setting_only(tmp_path):
