@@ -1,10 +1,11 @@
-"""The default multi-fidelity search live with two TPEs: what each draws, and the front at R.
+"""The default multi-fidelity search live with two samplers: what each draws, and the front at R.
 
-``tpe`` (the default) is Optuna's TPE, which learns only from the trials that reached the full
-budget R; ``tpe_rung`` learns from every configuration's point at one rung (``bench/rung_view.py``,
-registered here as a sampler of its own). Both run in one process, one after the other, with
-the same settings and sampler seed, on SST-2 (or AG News) + MiniLM, all eight variants, MO-ASHA
-rungs from R/27.
+``--samplers NEW,OLD`` names them (search/samplers.py; default ``tpe_rung,tpe``): ``tpe`` is
+Optuna's TPE, which learns only from the trials that reached the full budget R; ``tpe_rung``
+learns from every configuration's point at one rung (``bench/rung_view.py``, registered here as
+a sampler of its own); ``balanced`` draws the variants in turn and the knobs with TPE. Both run
+in one process, one after the other, with the same settings and sampler seed, on SST-2 (or AG
+News) + MiniLM, all eight variants, MO-ASHA rungs from R/27.
 
 Printed for each, per search seed: the variants of the configurations TPE drew after its random
 startup (the first ``n_startup`` are the same random draws in both), how many decades of
@@ -13,7 +14,8 @@ its spread in decades (log10 max / min params) and its hypervolume (the search's
 metric and log10 params), the trials at R and the training steps. Last, the means over seeds and
 the new over the old.
 
-    python bench/sampler_live.py [--task sst2] [--steps 270] [--trials 48] [--seeds 0]
+    python bench/sampler_live.py [--samplers tpe_rung,tpe] [--task sst2] [--steps 270]
+        [--trials 48] [--seeds 0]
         [--train-samples 8000] [--eval-samples 500] [--json] [--save FILE]
     python bench/sampler_live.py --show bench/tables/sampler_live.md   # a committed result
 
@@ -38,7 +40,7 @@ import rung_view  # noqa: E402
 from table import Provenance, print_output, show_saved  # noqa: E402
 
 from lorasearch._quiet import quiet_libraries
-from lorasearch.errors import run_script
+from lorasearch.errors import LorasearchError, run_script
 from lorasearch.search.config import Fixed, SearchConfig
 from lorasearch.search.pareto import hypervolume
 from lorasearch.search.records import StudyRecord, trial_records
@@ -50,8 +52,8 @@ from lorasearch.training.tasks import data_root
 from lorasearch.training.trainer import TrainConfig
 from lorasearch.training.trial import DataConfig, ModelConfig
 
-NEW = rung_view.NAME
-SETTINGS = ("task", "steps", "trials", "seeds", "train_samples", "eval_samples")
+SETTINGS = ("task", "steps", "trials", "seeds", "train_samples", "eval_samples", "samplers")
+DEFAULT_SAMPLERS = f"{rung_view.NAME},tpe"
 
 
 def startup(trials: int) -> int:
@@ -128,7 +130,8 @@ def show(out: dict) -> None:
         )
     print()
     means = {}
-    for sampler in (NEW, "tpe"):
+    new_name, old_name = args.get("samplers", DEFAULT_SAMPLERS).split(",")
+    for sampler in (new_name, old_name):
         runs = [r for r in out["runs"] if r["sampler"] == sampler]
         means[sampler] = {
             key: sum(r[key] for r in runs) / len(runs)
@@ -146,10 +149,10 @@ def show(out: dict) -> None:
             f"{m['hypervolume']:.4f}, {m['at_r']:.1f} trials at R, {m['steps']:,.0f} steps; "
             f"the most drawn variant after startup {top} ({share:.0%} of draws)"
         )
-    new, old = means[NEW], means["tpe"]
+    new, old = means[new_name], means[old_name]
     ratio = new["hypervolume"] / old["hypervolume"] if old["hypervolume"] else math.nan
     print(
-        f"{NEW} / tpe: hypervolume {ratio:.3f}x, steps "
+        f"{new_name} / {old_name}: hypervolume {ratio:.3f}x, steps "
         f"{new['steps'] / old['steps']:.2f}x, front decades {new['front_decades']:.2f} vs "
         f"{old['front_decades']:.2f}"
     )
@@ -157,6 +160,9 @@ def show(out: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--samplers", default=DEFAULT_SAMPLERS, help="NEW,OLD: two of search/samplers.py's"
+    )
     parser.add_argument("--task", default="sst2", choices=("sst2", "agnews"))
     parser.add_argument("--steps", type=int, default=270, help="full budget R")
     parser.add_argument("--trials", type=int, default=48, help="configurations per search")
@@ -177,12 +183,13 @@ def main() -> None:
         return
     quiet_libraries()
     rung_view.register()
+    pair = args.samplers.split(",")
+    if len(pair) != 2 or len(set(pair)) != 2 or not set(pair) <= set(SAMPLERS):
+        raise LorasearchError(f"--samplers: two distinct of {', '.join(SAMPLERS)}, as NEW,OLD")
     run = Provenance()
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
-        runs = [
-            study(Path(scratch), sampler, seed, args) for seed in seeds for sampler in (NEW, "tpe")
-        ]
+        runs = [study(Path(scratch), sampler, seed, args) for seed in seeds for sampler in pair]
     made = run.made()
     settings = {k: getattr(args, k) for k in SETTINGS}
     out = {"args": settings, "startup": startup(args.trials), "runs": runs, "made": made}
@@ -194,8 +201,6 @@ def main() -> None:
 
 def merged(paths: list[Path]) -> dict:
     """Several --json outputs of the same settings as one run (their seeds side by side)."""
-    from lorasearch.errors import LorasearchError
-
     outs = [read_output(path) for path in paths]
     first = {k: v for k, v in outs[0]["args"].items() if k != "seeds"}
     if any({k: v for k, v in o["args"].items() if k != "seeds"} != first for o in outs):
@@ -213,8 +218,6 @@ def merged(paths: list[Path]) -> dict:
 
 def read_output(path: Path) -> dict:
     """One ``--json`` output, or one error line naming the file."""
-    from lorasearch.errors import LorasearchError
-
     try:
         out = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
