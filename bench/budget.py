@@ -63,8 +63,10 @@ TABLES = HERE / "tables"
 # seeds, budgets and trials may grow between runs: each adds rows, nothing recorded changes.)
 FIXED_SETTINGS = (
     "task", "train_samples", "eval_samples", "batch_size", "max_length", "epochs", "steps",
-    "refit_steps", "eval_every", "sampler_seed", "min_steps",
+    "refit_steps", "eval_every", "sampler_seed", "min_steps", "sampler",
 )  # fmt: skip
+# A setting added after some results were made: what those were made with.
+BEFORE_SETTING = {"sampler": "tpe"}
 # BERT's fine-tuning grid at batch 32 is {2e-5, 3e-5, 5e-5} (Devlin et al., 2019); a 6-layer,
 # 384-wide MiniLM usually wants the top of it or more, so the grid runs from BERT's lowest to
 # twice its highest: a best at either end says the grid should move.
@@ -408,8 +410,8 @@ def _search_line(s: dict, name: str, search: dict) -> str:
     return (
         f"- search {name}{within}: {search['configurations']} configurations "
         f"({search.get('trained', search['configurations'])} trained) to R = "
-        f"{s['steps']} (multi-fidelity{rungs}, {search['trials']} trials with the promotions, seed "
-        f"{s['sampler_seed']}), {search['train_steps']:,} training steps in "
+        f"{s['steps']} (multi-fidelity{rungs}, {search['trials']} trials with the promotions, "
+        f"sampler {_setting(s, 'sampler')} seed {s['sampler_seed']}), {search['train_steps']:,} training steps in "
         f"{search['wall_s']:.0f} s wall ({search['device']}){continued}; front (variant, "
         f"params, dev){span}: {front or 'empty'}"
     )
@@ -536,7 +538,7 @@ def run_search(
             data=args.data, task=args.task, total_trials=target, steps=args.steps,
             storage=storage, study_name=study, max_params=budget, tracking=False,
             min_steps=args.min_steps,
-            seed=args.sampler_seed, train_samples=args.train_samples,
+            sampler=args.sampler, seed=args.sampler_seed, train_samples=args.train_samples,
             eval_samples=args.eval_samples, batch_size=args.batch_size,
             max_length=args.max_length, device=args.device,
         )  # fmt: skip
@@ -728,6 +730,7 @@ def parse_args(argv=None):
     # 810, a full trial seeing 26k examples (0.4 of an SST-2 epoch) before its refit.
     parser.add_argument("--trials", type=int, default=48, help="search configurations")
     parser.add_argument("--steps", type=int, default=810, help="search's full budget R")
+    parser.add_argument("--sampler", default=None, help="[default: the search's]")
     parser.add_argument("--sampler-seed", type=int, default=0)
     # At R = 810 the default lowest rung (30 steps) sits inside the warmup (48 steps): on an H200
     # 44 of the 48 SST-2 configurations scored dev cross-entropy within 0.05 nats of chance
@@ -767,14 +770,22 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def _setting(recorded: dict, key: str):
+    return recorded.get(key, BEFORE_SETTING.get(key))
+
+
 def prepare(args, path: Path) -> tuple[dict, tuple]:
     """The settings checked against the file's, the task's sizes recorded: (results, the
     full fine-tuning's data, model and train configs)."""
     from lorasearch.errors import LorasearchError
+    from lorasearch.search.samplers import DEFAULT_SAMPLER, SAMPLERS
     from lorasearch.training.tasks import data_root
     from lorasearch.training.trainer import TrainConfig
     from lorasearch.training.trial import DataConfig, ModelConfig, load_inputs
 
+    args.sampler = args.sampler or DEFAULT_SAMPLER
+    if args.sampler not in SAMPLERS:
+        raise LorasearchError(f"unknown sampler '{args.sampler}'; use {', '.join(SAMPLERS)}")
     args.data = args.data or str(data_root() / args.task)
     data = DataConfig(
         task=args.task,
@@ -791,15 +802,15 @@ def prepare(args, path: Path) -> tuple[dict, tuple]:
         "eval_samples": args.eval_samples, "batch_size": args.batch_size,
         "max_length": args.max_length, "epochs": args.epochs, "steps": args.steps,
         "refit_steps": args.refit_steps, "eval_every": args.eval_every,
-        "sampler_seed": args.sampler_seed, "min_steps": args.min_steps,
+        "sampler_seed": args.sampler_seed, "min_steps": args.min_steps, "sampler": args.sampler,
     }  # fmt: skip
     results = read(path)
     old = results.get("settings")
-    if old and {k: old.get(k) for k in FIXED_SETTINGS} != settings:
+    if old and {k: _setting(old, k) for k in FIXED_SETTINGS} != settings:
         changed = ", ".join(
-            f"{k} {old.get(k)} (now {settings[k]})"
+            f"{k} {_setting(old, k)} (now {settings[k]})"
             for k in FIXED_SETTINGS
-            if old.get(k) != settings[k]
+            if _setting(old, k) != settings[k]
         )
         raise LorasearchError(f"{path} was made with other settings: {changed}; use another --name")
     results = update(path, "settings", None, settings)

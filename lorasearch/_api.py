@@ -130,6 +130,7 @@ def optimize(
     does: its task, model, space, sampler and rungs come from the study.
     """
     from lorasearch.search.config import Fixed, SearchConfig
+    from lorasearch.search.samplers import DEFAULT_SAMPLER
 
     _quiet()
     options = opts.with_defaults("optimize", options)
@@ -151,7 +152,7 @@ def optimize(
     config = SearchConfig(
         space=opts.fix_placement(opts.search_space(space, variants), options),
         storage=storage, study_name=study_name,
-        sampler=sampler or "tpe", seed=options["seed"], early_stop=early_stop,
+        sampler=sampler or DEFAULT_SAMPLER, seed=options["seed"], early_stop=early_stop,
         margin=early_stop_margin, max_params=max_params,
         fidelity=True if fidelity is None else fidelity, min_steps=min_steps,
         eta=3 if eta is None else eta, signal=fidelity_signal or "dev_loss", **counts,

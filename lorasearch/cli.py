@@ -14,7 +14,7 @@ import click
 from lorasearch import _api as api
 from lorasearch._format import show
 from lorasearch.errors import LorasearchError
-from lorasearch.search.samplers import SAMPLERS
+from lorasearch.search.samplers import DEFAULT_SAMPLER, SAMPLERS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -202,7 +202,7 @@ def variants(as_json):
 @count_options
 @storage_option()
 @study_option(required=False, help="Study name; re-running with it resumes.")
-@click.option("--sampler", default="tpe", show_default=True, help=", ".join(SAMPLERS) + ".")
+@click.option("--sampler", default=DEFAULT_SAMPLER, show_default=True, help=", ".join(SAMPLERS) + ".")
 @click.option("--variants", help="Comma-separated variants to search [default: all].")
 @click.option("--space", "space_file", help="TOML/YAML file narrowing ranges or fixing knobs.")
 @click.option("--max-params", type=int, help="Reject configurations with more trainable params.")

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lorasearch.errors import LorasearchError
-from lorasearch.search.samplers import SAMPLERS
+from lorasearch.search.samplers import DEFAULT_SAMPLER, SAMPLERS
 from lorasearch.spaces import SearchSpace
 from lorasearch.training.trainer import TrainConfig, warmup_steps
 from lorasearch.training.trial import DataConfig, ModelConfig
@@ -27,7 +27,7 @@ class SearchConfig:
     timeout_s: float | None = None
     storage: str | None = None
     study_name: str | None = None
-    sampler: str = "tpe"
+    sampler: str = DEFAULT_SAMPLER
     seed: int = 0
     early_stop: bool = True
     margin: float = 0.01

@@ -29,6 +29,7 @@ SamplerFactory = Callable[["SearchConfig", int], optuna.samplers.BaseSampler]
 # bench/rung_view.py) did no better live: SST-2 + MiniLM, 48 configurations, R = 270, front
 # hypervolume 1.178 / 1.127 against 1.239 / 1.199 at search seeds 0 / 1
 # (bench/sampler_live.py, bench/tables/sampler_live.md).
+DEFAULT_SAMPLER = "tpe"
 SAMPLERS: dict[str, SamplerFactory] = {
     "tpe": lambda config, seed: _tpe(config, seed),
     "nsga2": lambda config, seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=8),

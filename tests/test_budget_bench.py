@@ -351,3 +351,17 @@ def test_the_search_line_gives_the_fronts_span_and_where_it_was_continued_from()
     text = budget_py.render(results)
     assert "front (variant, params, dev) (spans 2.00 decades): lora 9,000 0.910" in text
     assert "; continued from a: 4 configurations, and its wall time is this run's" in text
+
+
+def test_the_sampler_reaches_the_search_and_a_file_made_before_it_was_recorded_is_tpes(tmp_path):
+    import lorasearch
+
+    args = budget_py.parse_args(["--sampler", "balanced", "--task", "sst2"])
+    assert args.sampler == "balanced" and budget_py.parse_args([]).sampler is None
+    assert "sampler tpe seed 0" in budget_py.render(RESULTS)  # no "sampler" recorded: tpe's
+    results = copy.deepcopy(RESULTS)
+    results["settings"]["sampler"] = "balanced"
+    assert "6 trials with the promotions, sampler balanced seed 0)" in budget_py.render(results)
+    assert budget_py._setting(RESULTS["settings"], "sampler") == "tpe"
+    with pytest.raises(lorasearch.LorasearchError, match="unknown sampler 'nope'; use tpe"):
+        budget_py.prepare(budget_py.parse_args(["--sampler", "nope"]), tmp_path / "b.json")
