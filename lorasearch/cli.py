@@ -202,7 +202,12 @@ def variants(as_json):
 @count_options
 @storage_option()
 @study_option(required=False, help="Study name; re-running with it resumes.")
-@click.option("--sampler", default=DEFAULT_SAMPLER, show_default=True, help=", ".join(SAMPLERS) + ".")
+@click.option(
+    "--sampler",
+    default=DEFAULT_SAMPLER,
+    show_default=True,
+    help=", ".join(SAMPLERS) + " (balanced: the variants in turn, each one's knobs by TPE).",
+)
 @click.option("--variants", help="Comma-separated variants to search [default: all].")
 @click.option("--space", "space_file", help="TOML/YAML file narrowing ranges or fixing knobs.")
 @click.option("--max-params", type=int, help="Reject configurations with more trainable params.")
