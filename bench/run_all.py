@@ -112,6 +112,9 @@ FULL = {
         # four searches of 48 configurations: run by itself (see bench/sampler_live.py)
         "sampler_live.py", "--show", "bench/tables/sampler_live.md",
     ],
+    "The variants in turn vs TPE, live (committed result)": [
+        "sampler_live.py", "--show", "bench/tables/sampler_balanced.md",
+    ],
 }  # fmt: skip
 QUICK = {
     "Trial throughput vs PEFT + transformers.Trainer": ["throughput.py", "--steps", "10", "--repeats", "1"],
@@ -155,6 +158,10 @@ QUICK = {
     "TPE on rung points vs TPE on the trials at R, live": [
         "sampler_live.py", "--steps", "27", "--trials", "4", "--train-samples", "300",
         "--eval-samples", "64",
+    ],
+    "The variants in turn vs TPE, live": [
+        "sampler_live.py", "--samplers", "balanced,tpe", "--steps", "27", "--trials", "4",
+        "--train-samples", "300", "--eval-samples", "64",
     ],
 }  # fmt: skip
 
