@@ -72,7 +72,9 @@ class BalancedVariants(optuna.samplers.BaseSampler):
     R = 270; bench/tables/sampler_balanced.md) the front's hypervolume was 0.92x TPE's and its
     span 1.35 decades against 1.68, for 0.67x the steps: most draws are then large
     configurations, which pause at the first rung. Hence an option, not the default: for every
-    variant judged on as many configurations.
+    variant judged on as many configurations. Under ``--max-params`` a variant gets its turns
+    even where most of its draws exceed the budget (each rejected before training, and
+    counted): TPE, which learns the variant too, shifts those turns to the variants that fit.
     """
 
     def __init__(self, base: optuna.samplers.BaseSampler, seed: int | None = None):
