@@ -15,7 +15,7 @@ metric and log10 params), the trials at R and the training steps. Last, the mean
 the new over the old.
 
     python bench/sampler_live.py [--samplers tpe_rung,tpe] [--task sst2] [--steps 270]
-        [--trials 48] [--seeds 0]
+        [--min-steps N] [--trials 48] [--seeds 0]
         [--train-samples 8000] [--eval-samples 500] [--json] [--save FILE]
     python bench/sampler_live.py --show bench/tables/sampler_live.md   # a committed result
 
@@ -52,7 +52,9 @@ from lorasearch.training.tasks import data_root
 from lorasearch.training.trainer import TrainConfig
 from lorasearch.training.trial import DataConfig, ModelConfig
 
-SETTINGS = ("task", "steps", "trials", "seeds", "train_samples", "eval_samples", "samplers")
+SETTINGS = (
+    "task", "steps", "trials", "seeds", "train_samples", "eval_samples", "samplers", "min_steps",
+)  # fmt: skip
 DEFAULT_SAMPLERS = f"{rung_view.NAME},tpe"
 
 
@@ -81,6 +83,7 @@ def study(folder: Path, sampler: str, seed: int, args) -> dict:
         study_name=f"{sampler}-{seed}",
         sampler=sampler,
         seed=seed,
+        min_steps=getattr(args, "min_steps", None),
     )
     start = time.perf_counter()
     result = run_search(fixed, search)
@@ -109,9 +112,10 @@ def study(folder: Path, sampler: str, seed: int, args) -> dict:
 
 def show(out: dict) -> None:
     args = out["args"]
+    lowest = f"step {args['min_steps']}" if args.get("min_steps") else "R/27"
     print(
         f"{args['task']} + MiniLM: {args['trials']} configurations, R = {args['steps']} (rungs "
-        f"from R/27), train {args['train_samples']} rows, dev {args['eval_samples']}; TPE's "
+        f"from {lowest}), train {args['train_samples']} rows, dev {args['eval_samples']}; TPE's "
         f"first {out['startup']} draws random; search seeds {args['seeds']}"
     )
     print()
@@ -166,6 +170,9 @@ def main() -> None:
     parser.add_argument("--task", default="sst2", choices=("sst2", "agnews"))
     parser.add_argument("--steps", type=int, default=270, help="full budget R")
     parser.add_argument("--trials", type=int, default=48, help="configurations per search")
+    parser.add_argument(
+        "--min-steps", type=int, help="the lowest rung [default: the search's, R/27]"
+    )
     parser.add_argument("--seeds", default="0", help="comma-separated search seeds")
     parser.add_argument("--train-samples", type=int, default=8000)
     parser.add_argument("--eval-samples", type=int, default=500)

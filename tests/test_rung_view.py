@@ -168,3 +168,36 @@ def test_sampler_live_merges_seeds_of_one_setting_only(tmp_path):
         live.merged([tmp_path / "s0.json", tmp_path / "s2.json"])
     with pytest.raises(LorasearchError, match="cannot read"):
         live.merged([tmp_path / "missing.json"])
+
+
+def test_sampler_live_passes_its_samplers_and_lowest_rung_to_the_search(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    live = _sampler_live()
+    seen = {}
+
+    def run_search(fixed, config):
+        seen.update(sampler=config.sampler, min_steps=config.min_steps, steps=fixed.train.steps)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(live, "run_search", run_search)
+    args = SimpleNamespace(task="sst2", steps=270, trials=4, train_samples=300, eval_samples=64,
+                           min_steps=30)  # fmt: skip
+    with pytest.raises(RuntimeError, match="stop here"):
+        live.study(tmp_path, "balanced", 0, args)
+    assert seen == {"sampler": "balanced", "min_steps": 30, "steps": 270}
+    run = {"sampler": "balanced", "seed": 0, "drawn": {"lora": 2}, "drawn_decades": 1.0,
+           "front": [[3, "lora", 9000, 0.9]], "front_decades": 0.0, "hypervolume": 1.0,
+           "at_r": 1, "steps": 100, "wall_s": 5.0}  # fmt: skip
+    out = {
+        "args": vars(args) | {"seeds": "0", "samplers": "balanced,tpe"}, "startup": 2,
+        "runs": [run, run | {"sampler": "tpe", "hypervolume": 2.0}],
+    }  # fmt: skip
+    import contextlib
+    import io
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        live.show(out)
+    assert "R = 270 (rungs from step 30)" in text.getvalue()
+    assert "balanced / tpe: hypervolume 0.500x" in text.getvalue()
