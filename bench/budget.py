@@ -411,8 +411,8 @@ def _search_line(s: dict, name: str, search: dict) -> str:
         f"- search {name}{within}: {search['configurations']} configurations "
         f"({search.get('trained', search['configurations'])} trained) to R = "
         f"{s['steps']} (multi-fidelity{rungs}, {search['trials']} trials with the promotions, "
-        f"sampler {_setting(s, 'sampler')} seed {s['sampler_seed']}), {search['train_steps']:,} training steps in "
-        f"{search['wall_s']:.0f} s wall ({search['device']}){continued}; front (variant, "
+        f"sampler {_setting(s, 'sampler')} seed {s['sampler_seed']}), "
+        f"{search['train_steps']:,} training steps in {search['wall_s']:.0f} s wall ({search['device']}){continued}; front (variant, "
         f"params, dev){span}: {front or 'empty'}"
     )
 
@@ -778,14 +778,13 @@ def prepare(args, path: Path) -> tuple[dict, tuple]:
     """The settings checked against the file's, the task's sizes recorded: (results, the
     full fine-tuning's data, model and train configs)."""
     from lorasearch.errors import LorasearchError
-    from lorasearch.search.samplers import DEFAULT_SAMPLER, SAMPLERS
+    from lorasearch.search.samplers import DEFAULT_SAMPLER, check_sampler
     from lorasearch.training.tasks import data_root
     from lorasearch.training.trainer import TrainConfig
     from lorasearch.training.trial import DataConfig, ModelConfig, load_inputs
 
     args.sampler = args.sampler or DEFAULT_SAMPLER
-    if args.sampler not in SAMPLERS:
-        raise LorasearchError(f"unknown sampler '{args.sampler}'; use {', '.join(SAMPLERS)}")
+    check_sampler(args.sampler)
     args.data = args.data or str(data_root() / args.task)
     data = DataConfig(
         task=args.task,

@@ -83,7 +83,7 @@ def study(folder: Path, sampler: str, seed: int, args) -> dict:
         study_name=f"{sampler}-{seed}",
         sampler=sampler,
         seed=seed,
-        min_steps=getattr(args, "min_steps", None),
+        min_steps=args.min_steps,
     )
     start = time.perf_counter()
     result = run_search(fixed, search)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lorasearch.errors import LorasearchError
-from lorasearch.search.samplers import DEFAULT_SAMPLER, SAMPLERS
+from lorasearch.search.samplers import DEFAULT_SAMPLER, check_sampler
 from lorasearch.spaces import SearchSpace
 from lorasearch.training.trainer import TrainConfig, warmup_steps
 from lorasearch.training.trial import DataConfig, ModelConfig
@@ -50,8 +50,7 @@ class SearchConfig:
             raise LorasearchError(f"--trials must be >= 1, got {self.trials}")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise LorasearchError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
-        if self.sampler not in SAMPLERS:
-            raise LorasearchError(f"unknown sampler '{self.sampler}'; use {', '.join(SAMPLERS)}")
+        check_sampler(self.sampler)
         if self.max_params is not None and self.max_params < 1:
             raise LorasearchError(f"--max-params must be >= 1, got {self.max_params}")
         if not 0 <= self.margin < 1:

@@ -19,6 +19,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial
 
+from lorasearch.errors import LorasearchError
+
 if TYPE_CHECKING:
     from lorasearch.search.config import SearchConfig
 
@@ -37,6 +39,12 @@ SAMPLERS: dict[str, SamplerFactory] = {
     "gp": lambda config, seed: optuna.samplers.GPSampler(seed=seed),
     "balanced": lambda config, seed: BalancedVariants(_tpe(config, seed), seed),
 }
+
+
+def check_sampler(name: str) -> None:
+    """A name ``SAMPLERS`` lacks is the user's error, in one line."""
+    if name not in SAMPLERS:
+        raise LorasearchError(f"unknown sampler '{name}'; use {', '.join(SAMPLERS)}")
 
 
 def make_sampler(config: SearchConfig, offset: int) -> optuna.samplers.BaseSampler:
