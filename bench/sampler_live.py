@@ -15,9 +15,14 @@ metric and log10 params), the trials at R and the training steps. Last, the mean
 the new over the old.
 
     python bench/sampler_live.py [--samplers tpe_rung,tpe] [--task sst2] [--steps 270]
-        [--min-steps N] [--trials 48] [--seeds 0]
+        [--min-steps N] [--new-settings K=V,..] [--old-settings K=V,..] [--trials 48] [--seeds 0]
         [--train-samples 8000] [--eval-samples 500] [--json] [--save FILE]
     python bench/sampler_live.py --show bench/tables/sampler_live.md   # a committed result
+
+The two may also be one sampler with other search settings: ``--new-settings`` and
+``--old-settings`` set ``min_steps`` or ``initial_design`` (0/1) on one side only, e.g. the
+default search against the one before its initial design and warmup-aware rungs:
+``--samplers tpe,tpe --old-settings min_steps=10,initial_design=0``.
 
 Seeds can run side by side, one process each (``--json > seedK.json``, a torch thread each),
 and ``--merge seed0.json seed1.json [--save FILE]`` prints them as one run.
@@ -54,8 +59,32 @@ from lorasearch.training.trial import DataConfig, ModelConfig
 
 SETTINGS = (
     "task", "steps", "trials", "seeds", "train_samples", "eval_samples", "samplers", "min_steps",
+    "new_settings", "old_settings",
 )  # fmt: skip
 DEFAULT_SAMPLERS = f"{rung_view.NAME},tpe"
+# What --new-settings / --old-settings may set on one side's SearchConfig, and how to read it.
+SIDE_SETTINGS = {"min_steps": int, "initial_design": lambda text: bool(int(text))}
+
+
+def side_settings(text: str | None) -> dict:
+    """``KEY=VALUE,...`` (keys of ``SIDE_SETTINGS``) as a dict; one error line otherwise."""
+    settings = {}
+    for item in filter(None, (text or "").split(",")):
+        key, _, value = item.partition("=")
+        if key not in SIDE_SETTINGS or not value:
+            raise LorasearchError(
+                f"settings: '{item}' is not KEY=VALUE with KEY one of {', '.join(SIDE_SETTINGS)}"
+            )
+        try:
+            settings[key] = SIDE_SETTINGS[key](value)
+        except ValueError:
+            raise LorasearchError(f"settings: bad value in '{item}'") from None
+    return settings
+
+
+def label(sampler: str, settings: dict) -> str:
+    """A search setup's name: its sampler, then the settings it changes."""
+    return " ".join([sampler, *(f"{k}={int(v)}" for k, v in settings.items())])
 
 
 def startup(trials: int) -> int:
@@ -68,7 +97,7 @@ def decades(params: list[int]) -> float:
     return math.log10(max(params) / min(params)) if params else 0.0
 
 
-def study(folder: Path, sampler: str, seed: int, args) -> dict:
+def study(folder: Path, sampler: str, seed: int, args, settings: dict | None = None) -> dict:
     data = DataConfig(
         task=args.task,
         data=str(data_root() / args.task),
@@ -80,10 +109,10 @@ def study(folder: Path, sampler: str, seed: int, args) -> dict:
         trials=args.trials,
         space=SearchSpace.default(),
         storage=f"sqlite:///{folder / 'bench.db'}",
-        study_name=f"{sampler}-{seed}",
+        study_name=f"{label(sampler, settings or {})}-{seed}",
         sampler=sampler,
         seed=seed,
-        min_steps=args.min_steps,
+        **({"min_steps": args.min_steps} | (settings or {})),
     )
     start = time.perf_counter()
     result = run_search(fixed, search)
@@ -95,6 +124,8 @@ def study(folder: Path, sampler: str, seed: int, args) -> dict:
     at_r = [t for t in records if t.state == "COMPLETE"]
     report = {
         "sampler": sampler,
+        "setup": label(sampler, settings or {}),
+        "rungs": list(search.rungs(fixed.train)),
         "seed": seed,
         "wall_s": wall,
         "drawn": dict(Counter(t.variant for t in drawn).most_common()),
@@ -106,37 +137,39 @@ def study(folder: Path, sampler: str, seed: int, args) -> dict:
         "at_r_variants": dict(Counter(t.variant for t in at_r).most_common()),
         "steps": sum(t.steps_used or 0 for t in records),
     }
-    print(f"{sampler} seed {seed}: {len(records)} trials in {wall:.0f} s", file=sys.stderr)
+    print(f"{report['setup']} seed {seed}: {len(records)} trials in {wall:.0f} s", file=sys.stderr)
     return report
 
 
 def show(out: dict) -> None:
     args = out["args"]
-    lowest = f"step {args['min_steps']}" if args.get("min_steps") else "R/27"
+    lowest = f"step {args['min_steps']}" if args.get("min_steps") else "the search's default"
     print(
         f"{args['task']} + MiniLM: {args['trials']} configurations, R = {args['steps']} (rungs "
-        f"from {lowest}), train {args['train_samples']} rows, dev {args['eval_samples']}; TPE's "
-        f"first {out['startup']} draws random; search seeds {args['seeds']}"
+        f"from {lowest} unless a setup sets min_steps), train {args['train_samples']} rows, dev "
+        f"{args['eval_samples']}; TPE's first {out['startup']} draws random (the initial "
+        f"design's points among them); search seeds {args['seeds']}"
     )
     print()
     print(
-        "| sampler | seed | drawn after startup (variant: count) | drawn decades | front at R "
-        "(variant params dev) | front decades | hypervolume | trials at R | steps | wall s |"
+        "| setup | seed | rungs | drawn after startup (variant: count) | drawn decades | front at "
+        "R (variant params dev) | front decades | hypervolume | trials at R | steps | wall s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in out["runs"]:
         drawn = ", ".join(f"{v} {n}" for v, n in r["drawn"].items())
         front = "; ".join(f"{v} {p:,} {m:.3f}" for _, v, p, m in r["front"])
+        rungs = ", ".join(map(str, r["rungs"])) if "rungs" in r else ""
         print(
-            f"| {r['sampler']} | {r['seed']} | {drawn} | {r['drawn_decades']:.2f} | {front} | "
-            f"{r['front_decades']:.2f} | {r['hypervolume']:.4f} | {r['at_r']} | {r['steps']:,} | "
-            f"{r['wall_s']:.0f} |"
+            f"| {_setup(r)} | {r['seed']} | {rungs} | {drawn} | {r['drawn_decades']:.2f} | "
+            f"{front} | {r['front_decades']:.2f} | {r['hypervolume']:.4f} | {r['at_r']} | "
+            f"{r['steps']:,} | {r['wall_s']:.0f} |"
         )
     print()
     means = {}
-    new_name, old_name = args.get("samplers", DEFAULT_SAMPLERS).split(",")
+    new_name, old_name = setups(args)
     for sampler in (new_name, old_name):
-        runs = [r for r in out["runs"] if r["sampler"] == sampler]
+        runs = [r for r in out["runs"] if _setup(r) == sampler]
         means[sampler] = {
             key: sum(r[key] for r in runs) / len(runs)
             for key in ("front_decades", "drawn_decades", "hypervolume", "steps", "at_r")
@@ -162,6 +195,18 @@ def show(out: dict) -> None:
     )
 
 
+def _setup(run: dict) -> str:
+    return run.get("setup", run["sampler"])  # (outputs from before the setups: the sampler)
+
+
+def setups(args: dict) -> tuple[str, str]:
+    """The NEW and OLD setups' names, from a run's settings."""
+    samplers = args.get("samplers", DEFAULT_SAMPLERS).split(",")
+    sides = (args.get("new_settings"), args.get("old_settings"))
+    new, old = (label(s, side_settings(t)) for s, t in zip(samplers, sides, strict=True))
+    return new, old
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -173,6 +218,10 @@ def main() -> None:
     parser.add_argument(
         "--min-steps", type=int, help="the lowest rung [default: the search's, R/27]"
     )
+    parser.add_argument(
+        "--new-settings", help="KEY=VALUE,... for NEW's search only (min_steps, initial_design)"
+    )
+    parser.add_argument("--old-settings", help="the same for OLD's")
     parser.add_argument("--seeds", default="0", help="comma-separated search seeds")
     parser.add_argument("--train-samples", type=int, default=8000)
     parser.add_argument("--eval-samples", type=int, default=500)
@@ -191,12 +240,19 @@ def main() -> None:
     quiet_libraries()
     rung_view.register()
     pair = args.samplers.split(",")
-    if len(pair) != 2 or len(set(pair)) != 2 or not set(pair) <= set(SAMPLERS):
-        raise LorasearchError(f"--samplers: two distinct of {', '.join(SAMPLERS)}, as NEW,OLD")
+    sides = [side_settings(args.new_settings), side_settings(args.old_settings)]
+    if len(pair) != 2 or not set(pair) <= set(SAMPLERS):
+        raise LorasearchError(f"--samplers: two of {', '.join(SAMPLERS)}, as NEW,OLD")
+    if label(pair[0], sides[0]) == label(pair[1], sides[1]):
+        raise LorasearchError("--samplers and --new/--old-settings: NEW and OLD are the same")
     run = Provenance()
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
-        runs = [study(Path(scratch), sampler, seed, args) for seed in seeds for sampler in pair]
+        runs = [
+            study(Path(scratch), sampler, seed, args, side)
+            for seed in seeds
+            for sampler, side in zip(pair, sides, strict=True)
+        ]
     made = run.made()
     settings = {k: getattr(args, k) for k in SETTINGS}
     out = {"args": settings, "startup": startup(args.trials), "runs": runs, "made": made}

@@ -100,6 +100,7 @@ def optimize(
     max_params: int | None = None,
     early_stop: bool = True,
     early_stop_margin: float = 0.01,
+    initial_design: bool = True,
     timeout_s: float | None = None,
     heartbeat_s: float = 30.0,
     tracking_uri: str | None = None,
@@ -116,9 +117,13 @@ def optimize(
     (default tpe). Several tasks (``task=[...]``, ``data`` one per task or one folder of task
     folders) run one study each and return one report each.
 
+    ``initial_design`` (default on) starts a new study with LoRA at its defaults on a ladder of
+    placements, one configuration in every decade of params (``search/design.py``).
+
     Multi-fidelity (default): each trial is evaluated at rungs ``max_steps``/``eta``^k down to
-    ``min_steps`` (default R/27) and goes on past a rung only if it ranks in the top 1/eta
-    there (Pareto layer, then hypervolume contribution); the others pause, and a later promotion
+    ``min_steps`` (default R/27, but none inside the learning-rate warmup) and goes on past a
+    rung only if it ranks in the top 1/eta there (Pareto layer, then hypervolume contribution);
+    the others pause, and a later promotion
     continues them from their checkpoint (``trials`` counts configurations; once all have run,
     each rung promotes its top ceil(n/eta) and as many again taken in turn from each decade of
     params, until nothing goes on); ``max_steps`` (R, the full budget; ``steps`` alone means
@@ -131,6 +136,7 @@ def optimize(
     """
     from lorasearch.search.config import Fixed, SearchConfig
     from lorasearch.search.samplers import DEFAULT_SAMPLER
+    from lorasearch.training.trainer import TrainConfig
 
     _quiet()
     options = opts.with_defaults("optimize", options)
@@ -153,12 +159,12 @@ def optimize(
         space=opts.fix_placement(opts.search_space(space, variants), options),
         storage=storage, study_name=study_name,
         sampler=sampler or DEFAULT_SAMPLER, seed=options["seed"], early_stop=early_stop,
-        margin=early_stop_margin, max_params=max_params,
+        margin=early_stop_margin, max_params=max_params, initial_design=initial_design,
         fidelity=True if fidelity is None else fidelity, min_steps=min_steps,
         eta=3 if eta is None else eta, signal=fidelity_signal or "dev_loss", **counts,
     )  # fmt: skip
-    if steps >= 1:
-        config.rungs(steps)  # bad --eta / --min-steps: the user's error, before anything runs
+    if steps >= 1:  # bad --eta / --min-steps: the user's error, before anything runs
+        config.rungs(TrainConfig(steps=steps, warmup_ratio=options["warmup_ratio"]))
     _tracking(tracking_uri, tracking)  # a malformed URI fails here, before anything is written
     jobs = opts.task_jobs(task, data)
     model = opts.model_source(model, tokenizer)

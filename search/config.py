@@ -34,6 +34,9 @@ class SearchConfig:
     max_params: int | None = None
     total: bool = False  # trials = the study's target of ended trials, not how many to add
     heartbeat_s: float = 30.0  # a silent worker's trial is failed after 2 heartbeats (and retried)
+    # A new study's first trials: LoRA at its defaults on a ladder of placements across the
+    # params decades (search/design.py).
+    initial_design: bool = True
     # Multi-fidelity (search/fidelity.py): rungs at R/eta^k .. R (R = the trials' steps), down to
     # min_steps; at each rung below R the top 1/eta go on, the rest pause (search/promotion.py).
     fidelity: bool = True
@@ -66,14 +69,22 @@ class SearchConfig:
         if self.min_steps is not None and self.min_steps < 1:
             raise LorasearchError(f"--min-steps must be >= 1, got {self.min_steps}")
 
-    def rungs(self, max_steps: int) -> tuple[int, ...]:
-        """The steps at which trials are compared: ascending, the last is ``max_steps`` (R);
-        just (R,) without fidelity. Bad values are the user's one-line error."""
+    def rungs(self, train: TrainConfig) -> tuple[int, ...]:
+        """The steps at which trials are compared: ascending, the last is ``train.steps`` (R);
+        just (R,) without fidelity. Without ``min_steps`` none falls inside the learning-rate
+        warmup. Bad values are the user's one-line error."""
         if not self.fidelity:
-            return (max_steps,)
+            return (train.steps,)
         from lorasearch.search.fidelity import rung_steps
 
-        return tuple(rung_steps(max_steps, self.min_steps, self.eta))
+        warmup = warmup_steps(train.warmup_ratio, train.steps)
+        return tuple(rung_steps(train.steps, self.min_steps, self.eta, warmup))
+
+    def pin_rungs(self, train: TrainConfig) -> None:
+        """Make the default lowest rung explicit (``min_steps``), as a new study records it:
+        a later default then leaves the study's rungs alone."""
+        if self.fidelity and self.min_steps is None:
+            self.min_steps = self.rungs(train)[0]
 
     def schedule(self, train: TrainConfig) -> str:
         """The rungs as a search's start says them, and whether the lowest ones fall inside the
@@ -83,7 +94,7 @@ class SearchConfig:
         steps = train.steps
         if not self.fidelity:
             return f"every trial to {steps} steps (no rungs)"
-        rungs = self.rungs(steps)
+        rungs = self.rungs(train)
         text = (
             f"rungs at steps {', '.join(map(str, rungs))} (eta {self.eta}, ranked by {self.signal})"
         )
@@ -104,6 +115,7 @@ class SearchConfig:
             "sampler": self.sampler, "seed": self.seed, "early_stop": self.early_stop,
             "margin": self.margin, "max_params": self.max_params, "fidelity": self.fidelity,
             "min_steps": self.min_steps, "eta": self.eta, "signal": self.signal,
+            "initial_design": self.initial_design,
         }  # fmt: skip
 
 

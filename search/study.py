@@ -17,8 +17,9 @@ from dataclasses import asdict
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from lorasearch.adapters import build_adapter
 from lorasearch.errors import LorasearchError, mask_url
-from lorasearch.search import promotion, records
+from lorasearch.search import design, promotion, records
 from lorasearch.search.config import FIDELITY_SETTINGS, Fixed, SearchConfig
 from lorasearch.search.objective import check_budget, make_objective
 from lorasearch.search.pareto import hypervolume
@@ -29,7 +30,7 @@ from lorasearch.tracking.base import NoTracking, Tracking
 from lorasearch.tracking.plots import draw_pareto, study_points
 from lorasearch.training.data import tokenize_task
 from lorasearch.training.metrics import chance_level
-from lorasearch.training.trial import load_data, load_inputs
+from lorasearch.training.trial import Trial, load_data, load_inputs, planned_counts
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -48,7 +49,7 @@ def run_search(
     progress = progress or SearchProgress()
     tracker = NoTracking() if tracker is None else tracker
     config.space.validate(fixed.train.steps)
-    config.rungs(fixed.train.steps)  # bad --eta / --min-steps fail here, before anything is written
+    config.rungs(fixed.train)  # bad --eta / --min-steps fail here, before anything is written
     task = load_data(fixed.data)  # bad data fails here, before any study is written
     _, loaded = load_inputs(fixed.data, fixed.model)  # and a bad model (both cached for trials)
     config.space.check_placement(loaded.target_modules)  # and a placement this model lacks
@@ -64,8 +65,9 @@ def run_search(
         directions=["maximize", "minimize"],
         load_if_exists=True,
     )
+    offset = len(study.trials)  # the sampler's seed offset: a resumed study draws anew
     _check_or_record(study, fixed, task, config)
-    study.sampler = make_sampler(config, len(study.trials))
+    study.sampler = make_sampler(config, offset)
     progress.search_started(
         study, mask_url(storage_url(config.storage)), config.space, config.schedule(fixed.train)
     )
@@ -128,7 +130,7 @@ def _optimize_with_promotions(study, objective, config: SearchConfig, after_tria
     """This run's ``config.trials`` configurations, with the promotions they cause (Optuna runs
     an enqueued promotion before it samples anew), then :func:`promotion.finish` until nothing
     is promoted: ``--trials`` counts configurations, and a promotion is extra."""
-    started, rungs, ran = time.monotonic(), config.rungs(fixed.train.steps), []
+    started, rungs, ran = time.monotonic(), config.rungs(fixed.train), []
 
     def counted(study: optuna.Study, trial: FrozenTrial) -> None:
         ran.append(not promotion.is_continuation(trial))
@@ -155,7 +157,7 @@ def _optimize_to_total(
     worker's heartbeat lapses (then they are failed, retried once, and no longer count).
     """
     started, failed = time.monotonic(), []
-    rungs = config.rungs(fixed.train.steps) if config.fidelity else ()
+    rungs = config.rungs(fixed.train) if config.fidelity else ()
 
     def counted(study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state == TrialState.FAIL:
@@ -213,7 +215,10 @@ def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConf
         _keep_rungs(study.study_name, record, fixed, config)
         records.write_search(study, config.space, config.settings())
         return
+    config.pin_rungs(fixed.train)
     records.write_search(study, config.space, config.settings())  # before `fixed`, which ends
+    if config.initial_design and not study.trials:  # (a study made elsewhere may hold some)
+        _enqueue_design(study, fixed, config)
     _, loaded = load_inputs(fixed.data, fixed.model)  # the record: whoever sees it sees all
     records.write_new_study(
         study,
@@ -222,6 +227,21 @@ def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConf
         chance_level(task.spec.metric, task.dev.labels, task.num_labels),
         sum(p.numel() for p in loaded.model.parameters()),
     )
+
+
+def _enqueue_design(study: optuna.Study, fixed: Fixed, config: SearchConfig) -> None:
+    """The initial design's points (search/design.py) that fit ``--max-params``, as the
+    study's first trials, at most ``--trials`` of them."""
+    space, steps = config.space, fixed.train.steps
+
+    def fits(knobs: dict) -> bool:
+        if config.max_params is None:
+            return True
+        adapter = build_adapter(design.VARIANT, **space.adapter_knobs(design.VARIANT, knobs, steps))
+        planned = planned_counts(Trial(fixed.data, fixed.model, adapter, fixed.train))
+        return planned.trainable <= config.max_params
+
+    design.enqueue_design(study, space, config.trials, fits)
 
 
 def _keep_rungs(name: str, record, fixed: Fixed, config: SearchConfig) -> None:
@@ -255,7 +275,7 @@ def _run_record(study: optuna.Study, fixed: Fixed, config: SearchConfig):
         "seed": str(config.seed),
         "early_stop": f"margin {config.margin}" if config.early_stop else "off",
         "fidelity": (
-            f"rungs {','.join(map(str, config.rungs(fixed.train.steps)))}, eta {config.eta}, "
+            f"rungs {','.join(map(str, config.rungs(fixed.train)))}, eta {config.eta}, "
             f"signal {config.signal}"
             if config.fidelity
             else "off"

@@ -56,8 +56,18 @@ class SearchSpace:
 
     def smallest(self, variant: str, total_steps: int) -> dict[str, Any]:
         """The variant's knobs at the low end of every range: its fewest parameters."""
-        drawn = {name: _end(knob, "low") for name, knob in self.knobs[variant].items()}
-        return get_variant(variant).from_search(drawn, total_steps)
+        return self.adapter_knobs(variant, {}, total_steps)
+
+    def adapter_knobs(
+        self, variant: str, drawn: dict[str, Any], total_steps: int
+    ) -> dict[str, Any]:
+        """``drawn`` (the variant's search knobs; one it lacks at its fixed value or the low end
+        of its range) as the variant's adapter knobs, as :meth:`suggest` makes them."""
+        values = {
+            name: drawn[name] if name in drawn else _end(knob, "low")
+            for name, knob in self.knobs[variant].items()
+        }
+        return get_variant(variant).from_search(values, total_steps)
 
     def describe(self) -> dict[str, dict[str, str]]:
         return {v: {k: knob.describe() for k, knob in ks.items()} for v, ks in self.knobs.items()}

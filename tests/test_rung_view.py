@@ -173,11 +173,14 @@ def test_sampler_live_merges_seeds_of_one_setting_only(tmp_path):
 def test_sampler_live_passes_its_samplers_and_lowest_rung_to_the_search(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
+    from lorasearch.errors import LorasearchError
+
     live = _sampler_live()
     seen = {}
 
     def run_search(fixed, config):
-        seen.update(sampler=config.sampler, min_steps=config.min_steps, steps=fixed.train.steps)
+        seen.update(sampler=config.sampler, min_steps=config.min_steps, steps=fixed.train.steps,
+                    design=config.initial_design)  # fmt: skip
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(live, "run_search", run_search)
@@ -185,7 +188,15 @@ def test_sampler_live_passes_its_samplers_and_lowest_rung_to_the_search(tmp_path
                            min_steps=30)  # fmt: skip
     with pytest.raises(RuntimeError, match="stop here"):
         live.study(tmp_path, "balanced", 0, args)
-    assert seen == {"sampler": "balanced", "min_steps": 30, "steps": 270}
+    assert seen == {"sampler": "balanced", "min_steps": 30, "steps": 270, "design": True}
+    old = live.side_settings("min_steps=10,initial_design=0")  # one side's own settings
+    with pytest.raises(RuntimeError, match="stop here"):
+        live.study(tmp_path, "tpe", 0, args, old)
+    assert seen == {"sampler": "tpe", "min_steps": 10, "steps": 270, "design": False}
+    assert live.label("tpe", old) == "tpe min_steps=10 initial_design=0"
+    for bad in ("min_steps", "eta=3", "min_steps=x"):
+        with pytest.raises(LorasearchError, match="settings: "):
+            live.side_settings(bad)
     run = {"sampler": "balanced", "seed": 0, "drawn": {"lora": 2}, "drawn_decades": 1.0,
            "front": [[3, "lora", 9000, 0.9]], "front_decades": 0.0, "hypervolume": 1.0,
            "at_r": 1, "steps": 100, "wall_s": 5.0}  # fmt: skip
@@ -199,5 +210,13 @@ def test_sampler_live_passes_its_samplers_and_lowest_rung_to_the_search(tmp_path
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         live.show(out)
-    assert "R = 270 (rungs from step 30)" in text.getvalue()
+    assert "R = 270 (rungs from step 30 unless a setup sets min_steps)" in text.getvalue()
     assert "balanced / tpe: hypervolume 0.500x" in text.getvalue()
+    # one sampler, two setups: the runs are told apart by their settings
+    out["args"] |= {"samplers": "tpe,tpe", "old_settings": "initial_design=0"}
+    out["runs"] = [run | {"sampler": "tpe", "setup": "tpe"},
+                   run | {"sampler": "tpe", "setup": "tpe initial_design=0", "hypervolume": 4.0}]  # fmt: skip
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        live.show(out)
+    assert "tpe / tpe initial_design=0: hypervolume 0.250x" in text.getvalue()
