@@ -63,10 +63,11 @@ TABLES = HERE / "tables"
 # seeds, budgets and trials may grow between runs: each adds rows, nothing recorded changes.)
 FIXED_SETTINGS = (
     "task", "train_samples", "eval_samples", "batch_size", "max_length", "epochs", "steps",
-    "refit_steps", "eval_every", "sampler_seed", "min_steps", "sampler",
+    "refit_steps", "eval_every", "sampler_seed", "min_steps", "sampler", "initial_design",
 )  # fmt: skip
-# A setting added after some results were made: what those were made with.
-BEFORE_SETTING = {"sampler": "tpe"}
+# A setting added after some results were made: what those were made with (a min_steps of
+# None: the default lowest rung then, R/27; see _setting).
+BEFORE_SETTING = {"sampler": "tpe", "initial_design": False}
 # BERT's fine-tuning grid at batch 32 is {2e-5, 3e-5, 5e-5} (Devlin et al., 2019); a 6-layer,
 # 384-wide MiniLM usually wants the top of it or more, so the grid runs from BERT's lowest to
 # twice its highest: a best at either end says the grid should move.
@@ -402,7 +403,8 @@ def time_line(results: dict) -> str:
 def _search_line(s: dict, name: str, search: dict) -> str:
     front = ", ".join(f"{p['variant']} {p['params']:,} {p['dev']:.3f}" for p in search["front"])
     within = f" within {search['max_params']:,} params" if search.get("max_params") else ""
-    rungs = f" from step {s['min_steps']}" if s.get("min_steps") else ""
+    rungs = f" from step {_setting(s, 'min_steps')}"
+    rungs += ", initial design" if _setting(s, "initial_design") else ""
     sizes = [p["params"] for p in search["front"]]
     span = f" (spans {math.log10(max(sizes) / min(sizes)):.2f} decades)" if sizes else ""
     source = search.get("continued_from")
@@ -537,7 +539,7 @@ def run_search(
         lorasearch.optimize(
             data=args.data, task=args.task, total_trials=target, steps=args.steps,
             storage=storage, study_name=study, max_params=budget, tracking=False,
-            min_steps=args.min_steps,
+            min_steps=args.min_steps, initial_design=args.initial_design,
             sampler=args.sampler, seed=args.sampler_seed, train_samples=args.train_samples,
             eval_samples=args.eval_samples, batch_size=args.batch_size,
             max_length=args.max_length, device=args.device,
@@ -732,12 +734,18 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=810, help="search's full budget R")
     parser.add_argument("--sampler", default=None, help="[default: the search's]")
     parser.add_argument("--sampler-seed", type=int, default=0)
-    # At R = 810 the default lowest rung (30 steps) sits inside the warmup (48 steps): on an H200
-    # 44 of the 48 SST-2 configurations scored dev cross-entropy within 0.05 nats of chance
-    # there, and the front was four VeRAs of 2-3k params (bench/tables/budget_sst2_r810.json).
-    # --min-steps 90 starts the rungs past the warmup, to see the large end.
+    # At R = 810 the old default lowest rung (R/27, 30 steps) sat inside the warmup (48 steps):
+    # on an H200 44 of the 48 SST-2 configurations scored dev cross-entropy within 0.05 nats of
+    # chance there, and the front was four VeRAs of 2-3k params
+    # (bench/tables/budget_sst2_r810.json). The search's default now starts past the warmup (90).
     parser.add_argument(
-        "--min-steps", type=int, help="the search's lowest rung [default: the search's, R/27]"
+        "--min-steps", type=int, help="the search's lowest rung [default: the search's]"
+    )
+    parser.add_argument(
+        "--no-initial-design",
+        dest="initial_design",
+        action="store_false",
+        help="the search without its initial design (search/design.py)",
     )
     parser.add_argument("--budgets", type=numbers(int), default=numbers(int)(BUDGETS))
     parser.add_argument("--seeds", type=int, default=3, help="refit seeds per pick")
@@ -771,20 +779,29 @@ def parse_args(argv=None):
 
 
 def _setting(recorded: dict, key: str):
-    return recorded.get(key, BEFORE_SETTING.get(key))
+    value = recorded.get(key, BEFORE_SETTING.get(key))
+    if key == "min_steps" and value is None:  # made when the default lowest rung was R/27
+        from lorasearch.search.fidelity import rung_steps
+
+        value = rung_steps(recorded["steps"])[0]
+    return value
 
 
 def prepare(args, path: Path) -> tuple[dict, tuple]:
     """The settings checked against the file's, the task's sizes recorded: (results, the
     full fine-tuning's data, model and train configs)."""
     from lorasearch.errors import LorasearchError
+    from lorasearch.search.config import SearchConfig
     from lorasearch.search.samplers import DEFAULT_SAMPLER, check_sampler
+    from lorasearch.spaces import SearchSpace
     from lorasearch.training.tasks import data_root
     from lorasearch.training.trainer import TrainConfig
     from lorasearch.training.trial import DataConfig, ModelConfig, load_inputs
 
     args.sampler = args.sampler or DEFAULT_SAMPLER
     check_sampler(args.sampler)
+    search = SearchConfig(1, SearchSpace.default(), min_steps=args.min_steps)
+    args.min_steps = search.rungs(TrainConfig(steps=args.steps))[0]  # the default made explicit
     args.data = args.data or str(data_root() / args.task)
     data = DataConfig(
         task=args.task,
@@ -802,6 +819,7 @@ def prepare(args, path: Path) -> tuple[dict, tuple]:
         "max_length": args.max_length, "epochs": args.epochs, "steps": args.steps,
         "refit_steps": args.refit_steps, "eval_every": args.eval_every,
         "sampler_seed": args.sampler_seed, "min_steps": args.min_steps, "sampler": args.sampler,
+        "initial_design": args.initial_design,
     }  # fmt: skip
     results = read(path)
     old = results.get("settings")

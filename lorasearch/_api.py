@@ -118,7 +118,8 @@ def optimize(
     folders) run one study each and return one report each.
 
     ``initial_design`` (default on) starts a new study with LoRA at its defaults on a ladder of
-    placements, one configuration in every decade of params (``search/design.py``).
+    placements, from rank 2 on one block's query/value to rank 64 on every projection
+    (``search/design.py``).
 
     Multi-fidelity (default): each trial is evaluated at rungs ``max_steps``/``eta``^k down to
     ``min_steps`` (default R/27, but none inside the learning-rate warmup) and goes on past a

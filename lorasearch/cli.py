@@ -224,7 +224,7 @@ def variants(as_json):
 )
 @click.option("--initial-design/--no-initial-design", default=True, show_default=True,
               help="Start a new study with LoRA at its defaults on a ladder of placements, "
-              "one in every decade of params.")  # fmt: skip
+              "from rank 2 on one block's query/value to rank 64 on every projection.")  # fmt: skip
 @click.option("--eta", type=int, default=3, show_default=True,
               help="Rungs at R/eta^k; the top ~1/eta at a rung go on.")  # fmt: skip
 @click.option("--fidelity-signal", type=click.Choice(["dev_loss", "dev_metric"]),

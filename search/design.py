@@ -77,6 +77,25 @@ def enqueue_design(
     return chosen
 
 
+def describe(study: optuna.Study) -> str:
+    """The design's points still waiting to run, in a line ("" when none)."""
+    waiting = [
+        t.system_attrs.get("fixed_params", {})
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        if DESIGN_ATTR in t.user_attrs
+    ]
+    if not waiting:
+        return ""
+    shown = [
+        " ".join(str(knobs[k]) for k in ("rank", "targets", "layers") if k in knobs)
+        for knobs in map(own_knobs, waiting)
+    ]
+    return (
+        f"initial design: {len(waiting)} LoRA configurations first (rank, targets, layers: "
+        f"{'; '.join(shown)}; --no-initial-design: every trial from the sampler)"
+    )
+
+
 def own_knobs(params: dict[str, Any]) -> dict[str, Any]:
     """A point's params in the variant's knob names (``lora.rank`` -> ``rank``)."""
     prefix = f"{VARIANT}."

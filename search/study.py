@@ -68,9 +68,8 @@ def run_search(
     offset = len(study.trials)  # the sampler's seed offset: a resumed study draws anew
     _check_or_record(study, fixed, task, config)
     study.sampler = make_sampler(config, offset)
-    progress.search_started(
-        study, mask_url(storage_url(config.storage)), config.space, config.schedule(fixed.train)
-    )
+    schedule = "\n".join(filter(None, [config.schedule(fixed.train), design.describe(study)]))
+    progress.search_started(study, mask_url(storage_url(config.storage)), config.space, schedule)
     tracker.start_study(study, *_run_record(study, fixed, config))
     record = records.StudyRecord.of(study)
 

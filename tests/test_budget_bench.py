@@ -255,12 +255,16 @@ def test_min_steps_reaches_the_search_and_is_named_in_the_report(tmp_path, monke
     storage = f"sqlite:///{tmp_path / 's.db'}"
     with pytest.raises(lorasearch.LorasearchError, match="stop here"):
         budget_py.run_search(args, tmp_path / "b.json", {}, storage, "b", 4)
-    assert (seen["min_steps"], seen["steps"]) == (90, 810)
+    assert (seen["min_steps"], seen["steps"], seen["initial_design"]) == (90, 810, True)
     assert budget_py.parse_args([]).min_steps is None  # the search's own default
+    assert budget_py.parse_args(["--no-initial-design"]).initial_design is False
     results = copy.deepcopy(RESULTS)
-    results["settings"]["min_steps"] = 90
-    assert "to R = 27 (multi-fidelity from step 90, 6 trials" in budget_py.render(results)
-    assert "from step" not in budget_py.render(RESULTS)
+    results["settings"] |= {"min_steps": 90, "initial_design": True}
+    text = budget_py.render(results)
+    assert "to R = 27 (multi-fidelity from step 90, initial design, 6 trials" in text
+    # a file from before either setting: R/27's rungs (at least 5: step 9), no design
+    assert "to R = 27 (multi-fidelity from step 9, 6 trials" in budget_py.render(RESULTS)
+    assert budget_py._setting({"steps": 810, "min_steps": None}, "min_steps") == 30
 
 
 def test_reuse_copies_only_missing_reference_runs_from_an_agreeing_file(tmp_path):

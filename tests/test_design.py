@@ -8,7 +8,14 @@ from conftest import toy_fixed
 
 from lorasearch.adapters import build_adapter
 from lorasearch.search.config import SearchConfig
-from lorasearch.search.design import DEFAULTS, DESIGN_ATTR, LADDER, design_points, enqueue_design
+from lorasearch.search.design import (
+    DEFAULTS,
+    DESIGN_ATTR,
+    LADDER,
+    describe,
+    design_points,
+    enqueue_design,
+)
 from lorasearch.search.records import trial_records
 from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
@@ -58,6 +65,11 @@ def test_enqueued_first_in_order_up_to_the_limit_and_within_the_budget():
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert [t.system_attrs["fixed_params"] for t in waiting] == chosen == design_points(space)[:3]
     assert [t.user_attrs[DESIGN_ATTR] for t in waiting] == [0, 1, 2]
+    assert describe(study).startswith(
+        "initial design: 3 LoRA configurations first (rank, targets, layers: 2 qv top-1; "
+        "2 qv all; 8 qv all;"
+    )
+    assert describe(optuna.create_study(directions=["maximize", "minimize"])) == ""
     study = optuna.create_study(directions=["maximize", "minimize"])
     assert len(enqueue_design(study, space, 10, fits=lambda knobs: knobs["rank"] < 64)) == 4
 
