@@ -66,7 +66,7 @@ FIXED_SETTINGS = (
     "refit_steps", "eval_every", "sampler_seed", "min_steps", "sampler", "initial_design",
 )  # fmt: skip
 # A setting added after some results were made: what those were made with (a min_steps of
-# None: the default lowest rung then, R/27; see _setting).
+# None: the search's default lowest rung, R/27, now recorded as a number; see _setting).
 BEFORE_SETTING = {"sampler": "tpe", "initial_design": False}
 # BERT's fine-tuning grid at batch 32 is {2e-5, 3e-5, 5e-5} (Devlin et al., 2019); a 6-layer,
 # 384-wide MiniLM usually wants the top of it or more, so the grid runs from BERT's lowest to
@@ -734,10 +734,10 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=810, help="search's full budget R")
     parser.add_argument("--sampler", default=None, help="[default: the search's]")
     parser.add_argument("--sampler-seed", type=int, default=0)
-    # At R = 810 the old default lowest rung (R/27, 30 steps) sat inside the warmup (48 steps):
-    # on an H200 44 of the 48 SST-2 configurations scored dev cross-entropy within 0.05 nats of
-    # chance there, and the front was four VeRAs of 2-3k params
-    # (bench/tables/budget_sst2_r810.json). The search's default now starts past the warmup (90).
+    # At R = 810 the default lowest rung (30 steps) sits inside the warmup (48 steps): on an H200
+    # 44 of the 48 SST-2 configurations scored dev cross-entropy within 0.05 nats of chance
+    # there, and the front was four VeRAs of 2-3k params (bench/tables/budget_sst2_r810.json).
+    # --min-steps 90 starts the rungs past the warmup, to see the large end.
     parser.add_argument(
         "--min-steps", type=int, help="the search's lowest rung [default: the search's]"
     )
@@ -780,7 +780,7 @@ def parse_args(argv=None):
 
 def _setting(recorded: dict, key: str):
     value = recorded.get(key, BEFORE_SETTING.get(key))
-    if key == "min_steps" and value is None:  # made when the default lowest rung was R/27
+    if key == "min_steps" and value is None:  # made before it was recorded: the default, R/27
         from lorasearch.search.fidelity import rung_steps
 
         value = rung_steps(recorded["steps"])[0]

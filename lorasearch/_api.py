@@ -122,9 +122,8 @@ def optimize(
     (``search/design.py``).
 
     Multi-fidelity (default): each trial is evaluated at rungs ``max_steps``/``eta``^k down to
-    ``min_steps`` (default R/27, but none inside the learning-rate warmup) and goes on past a
-    rung only if it ranks in the top 1/eta there (Pareto layer, then hypervolume contribution);
-    the others pause, and a later promotion
+    ``min_steps`` (default R/27) and goes on past a rung only if it ranks in the top 1/eta
+    there (Pareto layer, then hypervolume contribution); the others pause, and a later promotion
     continues them from their checkpoint (``trials`` counts configurations; once all have run,
     each rung promotes its top ceil(n/eta) and as many again taken in turn from each decade of
     params, until nothing goes on); ``max_steps`` (R, the full budget; ``steps`` alone means

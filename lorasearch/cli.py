@@ -217,11 +217,7 @@ def variants(as_json):
               help="Multi-fidelity: at each rung only the top 1/eta go on, the rest pause "
               "(a later promotion continues them); --no-fidelity trains every trial to R.")  # fmt: skip
 @click.option("--max-steps", type=int, help="The full budget R [default: --steps, 300].")
-@click.option(
-    "--min-steps",
-    type=int,
-    help="The lowest rung [default: R // 27, at least 5 and past the lr warmup].",
-)
+@click.option("--min-steps", type=int, help="The lowest rung [default: R // 27, at least 5].")
 @click.option("--initial-design/--no-initial-design", default=True, show_default=True,
               help="Start a new study with LoRA at its defaults on a ladder of placements, "
               "from rank 2 on one block's query/value to rank 64 on every projection.")  # fmt: skip

@@ -71,14 +71,12 @@ class SearchConfig:
 
     def rungs(self, train: TrainConfig) -> tuple[int, ...]:
         """The steps at which trials are compared: ascending, the last is ``train.steps`` (R);
-        just (R,) without fidelity. Without ``min_steps`` none falls inside the learning-rate
-        warmup. Bad values are the user's one-line error."""
+        just (R,) without fidelity. Bad values are the user's one-line error."""
         if not self.fidelity:
             return (train.steps,)
         from lorasearch.search.fidelity import rung_steps
 
-        warmup = warmup_steps(train.warmup_ratio, train.steps)
-        return tuple(rung_steps(train.steps, self.min_steps, self.eta, warmup))
+        return tuple(rung_steps(train.steps, self.min_steps, self.eta))
 
     def pin_rungs(self, train: TrainConfig) -> None:
         """Make the default lowest rung explicit (``min_steps``), as a new study records it:

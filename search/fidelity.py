@@ -87,12 +87,11 @@ SIGNALS = ("dev_loss", "dev_metric")
 
 
 def rung_steps(
-    max_steps: int, min_steps: int | None = None, eta: int = DEFAULT_ETA, warmup: int = 0
+    max_steps: int, min_steps: int | None = None, eta: int = DEFAULT_ETA
 ) -> tuple[int, ...]:
     """The rungs, ascending: ``max_steps // eta**k`` for k = 0, 1, ... while at least
-    ``min_steps`` (default ``max_steps // eta**3``, but at least ``MIN_RUNG_STEPS`` and
-    ``warmup``, the learning-rate warmup's steps, and at most ``max_steps``); the last is
-    ``max_steps``."""
+    ``min_steps`` (default ``max_steps // eta**3`` but at least ``MIN_RUNG_STEPS``, and at most
+    ``max_steps``); the last is ``max_steps``."""
     for name, value in (("--max-steps", max_steps), ("--eta", eta)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise LorasearchError(f"{name} must be an integer, got {value!r}")
@@ -101,8 +100,7 @@ def rung_steps(
     if eta < 2:
         raise LorasearchError(f"--eta must be >= 2, got {eta}")
     if min_steps is None:
-        lowest = max(MIN_RUNG_STEPS, max_steps // eta ** (DEFAULT_RUNGS - 1), warmup)
-        min_steps = min(lowest, max_steps)
+        min_steps = min(max(MIN_RUNG_STEPS, max_steps // eta ** (DEFAULT_RUNGS - 1)), max_steps)
     elif isinstance(min_steps, bool) or not isinstance(min_steps, int):
         raise LorasearchError(f"--min-steps must be an integer, got {min_steps!r}")
     if min_steps < 1:

@@ -101,17 +101,7 @@ class StudyRecord:
         ``options`` add the count, storage, timeouts (and may override the settings). A study
         whose settings predate the rungs was searched without them, and goes on so."""
         settings = {"fidelity": False} | self.settings | options
-        if settings["fidelity"] and settings.get("min_steps") is None:
-            settings["min_steps"] = legacy_lowest_rung(self.fixed.train.steps, settings)
         return SearchConfig(space=self.space, study_name=self.name, **settings)
-
-
-def legacy_lowest_rung(max_steps: int, settings: dict[str, Any]) -> int:
-    """The lowest rung of a study that stored no ``min_steps``: it was searched before the
-    default lowest rung moved past the learning-rate warmup, with rungs from R/27."""
-    from lorasearch.search.fidelity import DEFAULT_ETA, rung_steps
-
-    return rung_steps(max_steps, None, settings.get("eta", DEFAULT_ETA))[0]
 
 
 @dataclass(frozen=True)

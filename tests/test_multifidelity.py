@@ -188,22 +188,15 @@ def test_a_resumed_study_keeps_its_rungs(toy_data, tiny_bert, tmp_path):
     assert StudyRecord.of(study).search_config(trials=1).fidelity is False
 
 
-def test_a_new_study_records_its_lowest_rung_and_an_older_one_keeps_r27(
-    toy_data, tiny_bert, tmp_path
-):
-    fixed = toy_fixed(toy_data, tiny_bert, steps=R, warmup_ratio=0.5)  # warmup to step 13
+def test_a_new_study_records_its_lowest_rung(toy_data, tiny_bert, tmp_path):
+    fixed = _fixed(toy_data, tiny_bert)
     study = _search(fixed, tmp_path, 1, min_steps=None)
     record = StudyRecord.of(study)
-    assert record.settings["min_steps"] == 27  # rungs 3 and 9 are inside the warmup
-    assert record.search_config(trials=1).rungs(fixed.train) == (27,)
-    # A study written before the default lowest rung moved past the warmup stored none: its
-    # rungs stay R/27's (at least 5: 9 and 27), for a worker and on resume.
+    assert record.settings["min_steps"] == 9  # R/27 = 1, raised to MIN_RUNG_STEPS: rung 9
+    assert record.search_config(trials=1).rungs(fixed.train) == (9, 27)
+    # A study that stored none (written before the rungs were recorded) has R/27's too.
     study.set_user_attr(records.SEARCH, json.dumps(record.settings | {"min_steps": None}))
-    joined = StudyRecord.of(study).search_config(trials=1)
-    assert (joined.min_steps, joined.rungs(fixed.train)) == (9, (9, 27))
-    resumed = _search(fixed, tmp_path, 1, min_steps=None)
-    assert StudyRecord.of(resumed).settings["min_steps"] == 9
-    assert trial_records(resumed)[-1].rungs.keys() <= {9, 27}
+    assert StudyRecord.of(study).search_config(trials=1).rungs(fixed.train) == (9, 27)
 
 
 def test_cli_flags_and_the_pareto_json(capsys, toy_data, tiny_bert, tmp_path, monkeypatch):

@@ -47,7 +47,7 @@ def test_study_and_trial_records_round_trip_without_training():
     fixed = Fixed(DataConfig(task="sst2"), ModelConfig(targets=("query", "value")), TrainConfig())
     config = SearchConfig(trials=3, space=SearchSpace.default(["lora"]), sampler="random", seed=4)
     config.pin_rungs(fixed.train)  # as a new study does
-    assert config.min_steps == 33  # R = 300: 11 is inside the 18-step warmup
+    assert config.min_steps == 11  # R = 300: R/27
     records.write_search(study, config.space, config.settings())
     records.write_new_study(study, fixed, "accuracy", 0.5, 1_000)
     record = StudyRecord.of(study)
