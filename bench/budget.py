@@ -801,7 +801,7 @@ def prepare(args, path: Path) -> tuple[dict, tuple]:
     args.sampler = args.sampler or DEFAULT_SAMPLER
     check_sampler(args.sampler)
     search = SearchConfig(1, SearchSpace.default(), min_steps=args.min_steps)
-    args.min_steps = search.rungs(TrainConfig(steps=args.steps))[0]  # the default made explicit
+    args.min_steps = search.rungs(args.steps)[0]  # the default made explicit
     args.data = args.data or str(data_root() / args.task)
     data = DataConfig(
         task=args.task,

@@ -151,9 +151,7 @@ def main() -> None:
 def show(out: dict, args) -> None:
     """The tables and the two headline numbers of a run."""
     f, full = out["fidelity"], out["full"]
-    rungs = SearchConfig(1, SearchSpace.default(), min_steps=args.min_steps).rungs(
-        TrainConfig(steps=args.steps)
-    )
+    rungs = SearchConfig(1, SearchSpace.default(), min_steps=args.min_steps).rungs(args.steps)
     print(
         f"SST-2, MiniLM, all eight variants, R = {args.steps} steps (rungs {list(rungs)}), "
         f"dev {args.eval_samples or 'all'}, TPE seed 0, MLflow on\n"

@@ -125,7 +125,7 @@ def study(folder: Path, sampler: str, seed: int, args, settings: dict | None = N
     report = {
         "sampler": sampler,
         "setup": label(sampler, settings or {}),
-        "rungs": list(search.rungs(fixed.train)),
+        "rungs": list(search.rungs(args.steps)),
         "seed": seed,
         "wall_s": wall,
         "drawn": dict(Counter(t.variant for t in drawn).most_common()),

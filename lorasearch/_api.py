@@ -136,7 +136,6 @@ def optimize(
     """
     from lorasearch.search.config import Fixed, SearchConfig
     from lorasearch.search.samplers import DEFAULT_SAMPLER
-    from lorasearch.training.trainer import TrainConfig
 
     _quiet()
     options = opts.with_defaults("optimize", options)
@@ -163,8 +162,8 @@ def optimize(
         fidelity=True if fidelity is None else fidelity, min_steps=min_steps,
         eta=3 if eta is None else eta, signal=fidelity_signal or "dev_loss", **counts,
     )  # fmt: skip
-    if steps >= 1:  # bad --eta / --min-steps: the user's error, before anything runs
-        config.rungs(TrainConfig(steps=steps, warmup_ratio=options["warmup_ratio"]))
+    if steps >= 1:
+        config.rungs(steps)  # bad --eta / --min-steps: the user's error, before anything runs
     _tracking(tracking_uri, tracking)  # a malformed URI fails here, before anything is written
     jobs = opts.task_jobs(task, data)
     model = opts.model_source(model, tokenizer)

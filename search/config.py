@@ -69,20 +69,20 @@ class SearchConfig:
         if self.min_steps is not None and self.min_steps < 1:
             raise LorasearchError(f"--min-steps must be >= 1, got {self.min_steps}")
 
-    def rungs(self, train: TrainConfig) -> tuple[int, ...]:
-        """The steps at which trials are compared: ascending, the last is ``train.steps`` (R);
+    def rungs(self, max_steps: int) -> tuple[int, ...]:
+        """The steps at which trials are compared: ascending, the last is ``max_steps`` (R);
         just (R,) without fidelity. Bad values are the user's one-line error."""
         if not self.fidelity:
-            return (train.steps,)
+            return (max_steps,)
         from lorasearch.search.fidelity import rung_steps
 
-        return tuple(rung_steps(train.steps, self.min_steps, self.eta))
+        return tuple(rung_steps(max_steps, self.min_steps, self.eta))
 
-    def pin_rungs(self, train: TrainConfig) -> None:
+    def pin_rungs(self, max_steps: int) -> None:
         """Make the default lowest rung explicit (``min_steps``), as a new study records it:
         a later default then leaves the study's rungs alone."""
         if self.fidelity and self.min_steps is None:
-            self.min_steps = self.rungs(train)[0]
+            self.min_steps = self.rungs(max_steps)[0]
 
     def schedule(self, train: TrainConfig) -> str:
         """The rungs as a search's start says them, and whether the lowest ones fall inside the
@@ -92,7 +92,7 @@ class SearchConfig:
         steps = train.steps
         if not self.fidelity:
             return f"every trial to {steps} steps (no rungs)"
-        rungs = self.rungs(train)
+        rungs = self.rungs(steps)
         text = (
             f"rungs at steps {', '.join(map(str, rungs))} (eta {self.eta}, ranked by {self.signal})"
         )

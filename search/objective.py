@@ -46,7 +46,7 @@ def make_objective(
     tracker: Tracking,
 ):
     """The function Optuna calls per trial: returns (dev metric, trainable params)."""
-    rungs = config.rungs(fixed.train)
+    rungs = config.rungs(fixed.train.steps)
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         try:

@@ -49,7 +49,7 @@ def run_search(
     progress = progress or SearchProgress()
     tracker = NoTracking() if tracker is None else tracker
     config.space.validate(fixed.train.steps)
-    config.rungs(fixed.train)  # bad --eta / --min-steps fail here, before anything is written
+    config.rungs(fixed.train.steps)  # bad --eta / --min-steps fail here, before anything is written
     task = load_data(fixed.data)  # bad data fails here, before any study is written
     _, loaded = load_inputs(fixed.data, fixed.model)  # and a bad model (both cached for trials)
     config.space.check_placement(loaded.target_modules)  # and a placement this model lacks
@@ -129,7 +129,7 @@ def _optimize_with_promotions(study, objective, config: SearchConfig, after_tria
     """This run's ``config.trials`` configurations, with the promotions they cause (Optuna runs
     an enqueued promotion before it samples anew), then :func:`promotion.finish` until nothing
     is promoted: ``--trials`` counts configurations, and a promotion is extra."""
-    started, rungs, ran = time.monotonic(), config.rungs(fixed.train), []
+    started, rungs, ran = time.monotonic(), config.rungs(fixed.train.steps), []
 
     def counted(study: optuna.Study, trial: FrozenTrial) -> None:
         ran.append(not promotion.is_continuation(trial))
@@ -156,7 +156,7 @@ def _optimize_to_total(
     worker's heartbeat lapses (then they are failed, retried once, and no longer count).
     """
     started, failed = time.monotonic(), []
-    rungs = config.rungs(fixed.train) if config.fidelity else ()
+    rungs = config.rungs(fixed.train.steps) if config.fidelity else ()
 
     def counted(study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state == TrialState.FAIL:
@@ -214,7 +214,7 @@ def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConf
         _keep_rungs(study.study_name, record, fixed, config)
         records.write_search(study, config.space, config.settings())
         return
-    config.pin_rungs(fixed.train)
+    config.pin_rungs(fixed.train.steps)
     records.write_search(study, config.space, config.settings())  # before `fixed`, which ends
     if config.initial_design and not study.trials:  # (a study made elsewhere may hold some)
         _enqueue_design(study, fixed, config)
@@ -274,7 +274,7 @@ def _run_record(study: optuna.Study, fixed: Fixed, config: SearchConfig):
         "seed": str(config.seed),
         "early_stop": f"margin {config.margin}" if config.early_stop else "off",
         "fidelity": (
-            f"rungs {','.join(map(str, config.rungs(fixed.train)))}, eta {config.eta}, "
+            f"rungs {','.join(map(str, config.rungs(fixed.train.steps)))}, eta {config.eta}, "
             f"signal {config.signal}"
             if config.fidelity
             else "off"

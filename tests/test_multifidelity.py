@@ -193,10 +193,10 @@ def test_a_new_study_records_its_lowest_rung(toy_data, tiny_bert, tmp_path):
     study = _search(fixed, tmp_path, 1, min_steps=None)
     record = StudyRecord.of(study)
     assert record.settings["min_steps"] == 9  # R/27 = 1, raised to MIN_RUNG_STEPS: rung 9
-    assert record.search_config(trials=1).rungs(fixed.train) == (9, 27)
+    assert record.search_config(trials=1).rungs(fixed.train.steps) == (9, 27)
     # A study that stored none (written before the rungs were recorded) has R/27's too.
     study.set_user_attr(records.SEARCH, json.dumps(record.settings | {"min_steps": None}))
-    assert StudyRecord.of(study).search_config(trials=1).rungs(fixed.train) == (9, 27)
+    assert StudyRecord.of(study).search_config(trials=1).rungs(fixed.train.steps) == (9, 27)
 
 
 def test_cli_flags_and_the_pareto_json(capsys, toy_data, tiny_bert, tmp_path, monkeypatch):

@@ -46,7 +46,7 @@ def test_study_and_trial_records_round_trip_without_training():
     study = optuna.create_study(directions=["maximize", "minimize"], study_name="r")
     fixed = Fixed(DataConfig(task="sst2"), ModelConfig(targets=("query", "value")), TrainConfig())
     config = SearchConfig(trials=3, space=SearchSpace.default(["lora"]), sampler="random", seed=4)
-    config.pin_rungs(fixed.train)  # as a new study does
+    config.pin_rungs(fixed.train.steps)  # as a new study does
     assert config.min_steps == 11  # R = 300: R/27
     records.write_search(study, config.space, config.settings())
     records.write_new_study(study, fixed, "accuracy", 0.5, 1_000)
