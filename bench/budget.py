@@ -742,10 +742,9 @@ def parse_args(argv=None):
         "--min-steps", type=int, help="the search's lowest rung [default: the search's]"
     )
     parser.add_argument(
-        "--no-initial-design",
-        dest="initial_design",
-        action="store_false",
-        help="the search without its initial design (search/design.py)",
+        "--initial-design",
+        action="store_true",
+        help="the search with its initial design (search/design.py)",
     )
     parser.add_argument("--budgets", type=numbers(int), default=numbers(int)(BUDGETS))
     parser.add_argument("--seeds", type=int, default=3, help="refit seeds per pick")

@@ -115,6 +115,9 @@ FULL = {
     "The variants in turn vs TPE, live (committed result)": [
         "sampler_live.py", "--show", "bench/tables/sampler_balanced.md",
     ],
+    "The initial design vs none, live (committed result)": [
+        "sampler_live.py", "--show", "bench/tables/sampler_design.md",
+    ],
 }  # fmt: skip
 QUICK = {
     "Trial throughput vs PEFT + transformers.Trainer": ["throughput.py", "--steps", "10", "--repeats", "1"],
@@ -162,6 +165,10 @@ QUICK = {
     "The variants in turn vs TPE, live": [
         "sampler_live.py", "--samplers", "balanced,tpe", "--steps", "27", "--trials", "4",
         "--train-samples", "300", "--eval-samples", "64",
+    ],
+    "The initial design vs none, live": [
+        "sampler_live.py", "--samplers", "tpe,tpe", "--new-settings", "initial_design=1",
+        "--steps", "27", "--trials", "4", "--train-samples", "300", "--eval-samples", "64",
     ],
 }  # fmt: skip
 

@@ -21,8 +21,9 @@ the new over the old.
 
 The two may also be one sampler with other search settings: ``--new-settings`` and
 ``--old-settings`` set ``min_steps`` or ``initial_design`` (0/1) on one side only, e.g. the
-default search against the one before its initial design and warmup-aware rungs:
-``--samplers tpe,tpe --old-settings min_steps=10,initial_design=0``.
+search with its initial design against the default: ``--samplers tpe,tpe --new-settings
+initial_design=1`` (bench/tables/sampler_design.md was made while the design was on by
+default, so with ``--old-settings initial_design=0``: the same two searches).
 
 Seeds can run side by side, one process each (``--json > seedK.json``, a torch thread each),
 and ``--merge seed0.json seed1.json [--save FILE]`` prints them as one run.

@@ -100,7 +100,7 @@ def optimize(
     max_params: int | None = None,
     early_stop: bool = True,
     early_stop_margin: float = 0.01,
-    initial_design: bool = True,
+    initial_design: bool = False,
     timeout_s: float | None = None,
     heartbeat_s: float = 30.0,
     tracking_uri: str | None = None,
@@ -117,7 +117,7 @@ def optimize(
     (default tpe). Several tasks (``task=[...]``, ``data`` one per task or one folder of task
     folders) run one study each and return one report each.
 
-    ``initial_design`` (default on) starts a new study with LoRA at its defaults on a ladder of
+    ``initial_design`` (default off) starts a new study with LoRA at its defaults on a ladder of
     placements, from rank 2 on one block's query/value to rank 64 on every projection
     (``search/design.py``).
 

@@ -35,8 +35,9 @@ class SearchConfig:
     total: bool = False  # trials = the study's target of ended trials, not how many to add
     heartbeat_s: float = 30.0  # a silent worker's trial is failed after 2 heartbeats (and retried)
     # A new study's first trials: LoRA at its defaults on a ladder of placements across the
-    # params decades (search/design.py).
-    initial_design: bool = True
+    # params decades (search/design.py). Off by default: it widens the front but lowered its
+    # hypervolume live (bench/tables/sampler_design.md).
+    initial_design: bool = False
     # Multi-fidelity (search/fidelity.py): rungs at R/eta^k .. R (R = the trials' steps), down to
     # min_steps; at each rung below R the top 1/eta go on, the rest pause (search/promotion.py).
     fidelity: bool = True

@@ -92,7 +92,7 @@ def describe(study: optuna.Study) -> str:
     ]
     return (
         f"initial design: {len(waiting)} LoRA configurations first (rank, targets, layers: "
-        f"{'; '.join(shown)}; --no-initial-design: every trial from the sampler)"
+        f"{'; '.join(shown)}; then the sampler's)"
     )
 
 

@@ -1,6 +1,7 @@
-"""The initial design: a new study's first trials are LoRA at its defaults on a ladder of
-placements, fewest params first; what the space cannot draw or the budget forbids is left out,
-and a resumed study, a study that holds trials, or ``--no-initial-design`` gets none."""
+"""The initial design (``--initial-design``): a new study's first trials are LoRA at its defaults
+on a ladder of placements, fewest params first; what the space cannot draw or the budget forbids
+is left out, and a resumed study, a study that holds trials, or a search without the option gets
+none."""
 
 import optuna
 import pytest
@@ -81,7 +82,7 @@ def searched(toy_data, tiny_bert, tmp_path_factory):
     storage = f"sqlite:///{tmp_path_factory.mktemp('design') / 'study.db'}"
     space = SearchSpace.default(["lora", "vera"])
     config = SearchConfig(trials=3, space=space, storage=storage, study_name="d",
-                          fidelity=False, early_stop=False)  # fmt: skip
+                          fidelity=False, early_stop=False, initial_design=True)  # fmt: skip
     return fixed, storage, space, run_search(fixed, config)
 
 
@@ -107,12 +108,12 @@ def test_a_new_study_starts_with_the_ladder_fewest_params_first(searched):
 def test_a_resumed_study_and_no_initial_design_draw_from_the_sampler(searched):
     fixed, storage, space, study = searched
     config = SearchConfig(trials=1, space=space, storage=storage, study_name="d",
-                          fidelity=False, early_stop=False)  # fmt: skip
+                          fidelity=False, early_stop=False, initial_design=True)  # fmt: skip
     resumed = run_search(fixed, config)
     assert len(resumed.trials) == 4 and DESIGN_ATTR not in resumed.trials[-1].user_attrs
     off = SearchConfig(trials=1, space=space, storage=storage, study_name="off",
-                       fidelity=False, early_stop=False, initial_design=False)  # fmt: skip
-    assert DESIGN_ATTR not in run_search(fixed, off).trials[0].user_attrs
+                       fidelity=False, early_stop=False)  # fmt: skip
+    assert DESIGN_ATTR not in run_search(fixed, off).trials[0].user_attrs  # the default: none
 
 
 def test_a_budget_leaves_out_the_points_above_it(toy_data, tiny_bert):

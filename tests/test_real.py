@@ -51,12 +51,10 @@ def test_search_best_export_reproduces_the_recorded_test_metric_with_peft(
     from lorasearch.cli import main
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    # Drawn by the sampler: the initial design's first two (rank 2 at lr 1e-3) are still at
-    # chance at step 60 (test 0.509).
     code = main(
         ["search", "--task", "sst2", "--data", str(shared_data / "sst2"), "--variants", "lora",
          "--trials", "2", "--steps", "60", "--eval-samples", "500", "--study", "real",
-         "--storage", storage, "--json", "--no-initial-design"]
+         "--storage", storage, "--json"]
     )  # fmt: skip
     assert code == 0
     capsys.readouterr()
