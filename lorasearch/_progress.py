@@ -82,7 +82,10 @@ class SearchBar:
         self.progress.__exit__(*exc)
 
     def search_started(self, study, storage: str, space, schedule: str = "") -> None:
-        done = len(study.trials)
+        from optuna.trial import TrialState
+
+        # an initial design's or a promotion's waiting trials have not run yet
+        done = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
         lines = [f"study {study.study_name} in {storage} ({done} trials so far); space in force:"]
         for variant, knobs in space.describe().items():
             lines.append(f"  {variant:11s} " + ", ".join(f"{k} {d}" for k, d in knobs.items()))

@@ -100,7 +100,8 @@ def describe(study: optuna.Study) -> str:
         for knobs in map(own_knobs, waiting)
     ]
     return (
-        f"initial design: {len(waiting)} LoRA configurations first (rank, targets, layers: "
+        f"initial design: {len(waiting)} LoRA configuration{'s' * (len(waiting) != 1)} first "
+        "(rank, targets, layers: "
         f"{'; '.join(shown)}; then the sampler's)"
     )
 

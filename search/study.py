@@ -66,7 +66,7 @@ def run_search(
         load_if_exists=True,
     )
     offset = len(study.trials)  # the sampler's seed offset: a resumed study draws anew
-    _check_or_record(study, fixed, task, config)
+    _check_or_record(study, fixed, task, config, progress)
     study.sampler = make_sampler(config, offset)
     schedule = "\n".join(filter(None, [config.schedule(fixed.train), design.describe(study)]))
     progress.search_started(study, mask_url(storage_url(config.storage)), config.space, schedule)
@@ -201,7 +201,9 @@ def _run_or_wait(study, objective, counted, config: SearchConfig) -> None:
         time.sleep(min(2.0, config.heartbeat_s))
 
 
-def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConfig) -> None:
+def _check_or_record(
+    study: optuna.Study, fixed: Fixed, task, config: SearchConfig, progress: SearchProgress
+) -> None:
     """A new study records what it searches; a resumed one must be searching the same thing."""
     if records.is_lorasearch(study):
         record = records.StudyRecord.of(study)  # (a newer record version stops here)
@@ -212,12 +214,20 @@ def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConf
                 "use the same --task/--data/--model options, or another --study"
             )
         _keep_rungs(study.study_name, record, fixed, config)
+        if config.initial_design and not record.settings.get("initial_design"):
+            progress.warning(
+                f"--initial-design starts a new study; '{study.study_name}' goes on without it"
+            )
         records.write_search(study, config.space, config.settings())
         return
     config.pin_rungs(fixed.train.steps)
     records.write_search(study, config.space, config.settings())  # before `fixed`, which ends
     if config.initial_design and not study.trials:  # (a study made elsewhere may hold some)
-        _enqueue_design(study, fixed, config)
+        if not _enqueue_design(study, fixed, config):
+            progress.warning(
+                "--initial-design: none of its LoRA configurations fits this space "
+                "(--variants, a space file's ranges) or --max-params"
+            )
     _, loaded = load_inputs(fixed.data, fixed.model)  # the record: whoever sees it sees all
     records.write_new_study(
         study,
@@ -228,9 +238,9 @@ def _check_or_record(study: optuna.Study, fixed: Fixed, task, config: SearchConf
     )
 
 
-def _enqueue_design(study: optuna.Study, fixed: Fixed, config: SearchConfig) -> None:
+def _enqueue_design(study: optuna.Study, fixed: Fixed, config: SearchConfig) -> int:
     """The initial design's points (search/design.py) that fit ``--max-params``, as the
-    study's first trials, at most ``--trials`` of them."""
+    study's first trials, at most ``--trials`` of them; returns how many."""
     space, steps = config.space, fixed.train.steps
 
     def fits(knobs: dict) -> bool:
@@ -240,7 +250,7 @@ def _enqueue_design(study: optuna.Study, fixed: Fixed, config: SearchConfig) -> 
         planned = planned_counts(Trial(fixed.data, fixed.model, adapter, fixed.train))
         return planned.trainable <= config.max_params
 
-    design.enqueue_design(study, space, config.trials, fits)
+    return len(design.enqueue_design(study, space, config.trials, fits))
 
 
 def _keep_rungs(name: str, record, fixed: Fixed, config: SearchConfig) -> None:

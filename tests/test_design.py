@@ -130,3 +130,34 @@ def test_a_budget_leaves_out_the_points_above_it(toy_data, tiny_bert):
         study = optuna.create_study(directions=["maximize", "minimize"])
         _enqueue_design(study, fixed, SearchConfig(trials=10, space=space, max_params=budget))
         assert len(study.trials) == expected, budget
+
+
+def test_a_design_that_cannot_apply_is_said(toy_data, tiny_bert, tmp_path):
+    from lorasearch.search.progress import SearchProgress
+
+    class Warnings(SearchProgress):
+        said: list[str] = []
+
+        def warning(self, message: str) -> None:
+            self.said.append(message)
+
+    fixed = toy_fixed(toy_data, tiny_bert, steps=4)
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+
+    def search(variants, name, design):
+        config = SearchConfig(trials=1, space=SearchSpace.default(variants), storage=storage,
+                              study_name=name, fidelity=False, early_stop=False,
+                              initial_design=design)  # fmt: skip
+        Warnings.said = []
+        return run_search(fixed, config, Warnings()), Warnings.said
+
+    study, said = search(["vera"], "v", True)
+    assert said == ["--initial-design: none of its LoRA configurations fits this space "
+                    "(--variants, a space file's ranges) or --max-params"]  # fmt: skip
+    assert DESIGN_ATTR not in study.trials[0].user_attrs
+    search(["lora"], "plain", False)
+    _, said = search(["lora"], "plain", True)  # resumed: a study is not started again
+    assert said == ["--initial-design starts a new study; 'plain' goes on without it"]
+    search(["lora"], "ladder", True)
+    _, said = search(["lora"], "ladder", True)  # resumed with its own design: nothing to say
+    assert said == []
