@@ -790,17 +790,15 @@ def prepare(args, path: Path) -> tuple[dict, tuple]:
     """The settings checked against the file's, the task's sizes recorded: (results, the
     full fine-tuning's data, model and train configs)."""
     from lorasearch.errors import LorasearchError
-    from lorasearch.search.config import SearchConfig
+    from lorasearch.search.fidelity import rung_steps
     from lorasearch.search.samplers import DEFAULT_SAMPLER, check_sampler
-    from lorasearch.spaces import SearchSpace
     from lorasearch.training.tasks import data_root
     from lorasearch.training.trainer import TrainConfig
     from lorasearch.training.trial import DataConfig, ModelConfig, load_inputs
 
     args.sampler = args.sampler or DEFAULT_SAMPLER
     check_sampler(args.sampler)
-    search = SearchConfig(1, SearchSpace.default(), min_steps=args.min_steps)
-    args.min_steps = search.rungs(args.steps)[0]  # the default made explicit
+    args.min_steps = rung_steps(args.steps, args.min_steps)[0]  # the default made explicit
     args.data = args.data or str(data_root() / args.task)
     data = DataConfig(
         task=args.task,

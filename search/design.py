@@ -34,11 +34,16 @@ from typing import Any
 import optuna
 
 from lorasearch.adapters.knobs import Knob
+from lorasearch.adapters.lora import LoraConfig
 from lorasearch.spaces import SearchSpace
 
 VARIANT = "lora"
-# LoRA's defaults (adapters/lora.py, adapters/base.py): the knobs every ladder point shares.
-DEFAULTS: dict[str, Any] = {"lr": 1e-3, "alpha_ratio": 2.0, "rslora": False, "init": "kaiming"}
+_LORA = LoraConfig()
+# LoRA's defaults (adapters/lora.py): the knobs every ladder point shares.
+DEFAULTS: dict[str, Any] = {
+    "lr": _LORA.lr, "alpha_ratio": _LORA.alpha / _LORA.rank, "rslora": _LORA.rslora,
+    "init": _LORA.init,
+}  # fmt: skip
 # (rank, targets, layers), fewest params first.
 LADDER: tuple[tuple[int, str, str], ...] = (
     (2, "qv", "top-1"),
@@ -62,8 +67,7 @@ def design_points(space: SearchSpace) -> list[dict[str, Any]]:
         point = {name: value for name, value in wanted.items() if name in knobs}
         if not all(_drawable(knobs[name], value) for name, value in point.items()):
             continue
-        params = {f"{VARIANT}.{name}": value for name, value in point.items()}
-        params = {name: value for name, value in params.items() if not _fixed(knobs, name)}
+        params = {f"{VARIANT}.{n}": v for n, v in point.items() if knobs[n].fixed is None}
         if len(space.variants) > 1:
             params = {"variant": VARIANT} | params
         if params not in points:
@@ -110,10 +114,6 @@ def own_knobs(params: dict[str, Any]) -> dict[str, Any]:
     """A point's params in the variant's knob names (``lora.rank`` -> ``rank``)."""
     prefix = f"{VARIANT}."
     return {name.removeprefix(prefix): v for name, v in params.items() if name.startswith(prefix)}
-
-
-def _fixed(knobs: dict[str, Knob], param: str) -> bool:
-    return knobs[param.split(".", 1)[1]].fixed is not None
 
 
 def _drawable(knob: Knob, value: Any) -> bool:

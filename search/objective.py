@@ -159,13 +159,18 @@ def _rung_schedule(train: TrainConfig, rungs: tuple[int, ...], fidelity: bool) -
     return replace(train, eval_steps=rungs[:-1], eval_every=every)
 
 
+def planned_trainable(fixed: Fixed, variant: str, knobs: dict) -> int:
+    """A configuration's trainable params, counted before it trains (``planned_counts``)."""
+    spec = Trial(fixed.data, fixed.model, build_adapter(variant, **knobs), fixed.train)
+    return planned_counts(spec).trainable
+
+
 def check_budget(fixed: Fixed, config: SearchConfig) -> None:
     """A budget no configuration of the space fits is the user's error, said before any trial."""
     sizes = {}
     for variant in config.space.variants:
         knobs = config.space.smallest(variant, fixed.train.steps)
-        spec = Trial(fixed.data, fixed.model, build_adapter(variant, **knobs), fixed.train)
-        sizes[variant] = planned_counts(spec).trainable
+        sizes[variant] = planned_trainable(fixed, variant, knobs)
     variant = min(sizes, key=sizes.get)
     if sizes[variant] > config.max_params:
         raise LorasearchError(

@@ -17,11 +17,10 @@ from dataclasses import asdict
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lorasearch.adapters import build_adapter
 from lorasearch.errors import LorasearchError, mask_url
 from lorasearch.search import design, promotion, records
 from lorasearch.search.config import FIDELITY_SETTINGS, Fixed, SearchConfig
-from lorasearch.search.objective import check_budget, make_objective
+from lorasearch.search.objective import check_budget, make_objective, planned_trainable
 from lorasearch.search.pareto import hypervolume
 from lorasearch.search.progress import SearchProgress
 from lorasearch.search.samplers import make_sampler
@@ -30,7 +29,7 @@ from lorasearch.tracking.base import NoTracking, Tracking
 from lorasearch.tracking.plots import draw_pareto, study_points
 from lorasearch.training.data import tokenize_task
 from lorasearch.training.metrics import chance_level
-from lorasearch.training.trial import Trial, load_data, load_inputs, planned_counts
+from lorasearch.training.trial import load_data, load_inputs
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -246,9 +245,8 @@ def _enqueue_design(study: optuna.Study, fixed: Fixed, config: SearchConfig) -> 
     def fits(knobs: dict) -> bool:
         if config.max_params is None:
             return True
-        adapter = build_adapter(design.VARIANT, **space.adapter_knobs(design.VARIANT, knobs, steps))
-        planned = planned_counts(Trial(fixed.data, fixed.model, adapter, fixed.train))
-        return planned.trainable <= config.max_params
+        own = space.adapter_knobs(design.VARIANT, knobs, steps)
+        return planned_trainable(fixed, design.VARIANT, own) <= config.max_params
 
     return len(design.enqueue_design(study, space, config.trials, fits))
 
