@@ -255,13 +255,8 @@ def goal_lines(results: dict) -> list[str]:
     fine-tuning's rate is picked by dev. The search picks by its dev at R, a fraction of the
     refit's steps, and on SST-2 at R = 810 its pick at 1% (a 104k LoRA-FA, dev 0.863 at R)
     refit below its pick at 0.1% (a 13k LoRA, 0.855 at R) on dev and test."""
-    base = results["meta"]["base_params"]
-    rows = {r["budget"]: r for r in budget_rows(results)}
     lines = []
-    for fraction, allowed in GOALS:
-        budget = math.floor(fraction * base)
-        measured = [r for b, r in rows.items() if b <= budget and "gap_pt" in r]
-        row = max(measured, key=lambda r: (r["dev"], r["budget"]), default=rows.get(budget))
+    for fraction, allowed, budget, row in goal_rows(results):
         head = f"- best adapter at ≤ {fraction:.1%} of the base ({budget:,} params)"
         if row is None or "none" in row["pick"]:
             why = row["pick"]["none"] if row else "not picked yet"
@@ -278,6 +273,53 @@ def goal_lines(results: dict) -> list[str]:
                 f"(goal: at most {allowed} pt below; {'met' if gap <= allowed else 'not met'})"
             )
     return lines
+
+
+def goal_rows(results: dict) -> list[tuple[float, float, int, dict | None]]:
+    """Per goal (fraction, allowed gap, budget): its best adapter's budget row (see
+    ``goal_lines``), the goal budget's own row when nothing within it is measured, or None."""
+    base = results["meta"]["base_params"]
+    rows = {r["budget"]: r for r in budget_rows(results)}
+    found = []
+    for fraction, allowed in GOALS:
+        budget = math.floor(fraction * base)
+        measured = [r for b, r in rows.items() if b <= budget and "gap_pt" in r]
+        row = max(measured, key=lambda r: (r["dev"], r["budget"]), default=rows.get(budget))
+        found.append((fraction, allowed, budget, row))
+    return found
+
+
+def summary(named: dict[str, dict]) -> str:
+    """One row per results file: its search, the span of its front and each goal's best adapter
+    (what the files' long tables say about the issue's goals, side by side)."""
+    heads = [f"≤ {fraction:.1%}: best adapter, test, gap" for fraction, _ in GOALS]
+    lines = [
+        f"| results | task | search | front decades | {' | '.join(heads)} |",
+        "|---|---|---|---|" + "---|" * len(GOALS),
+    ]
+    for name, results in named.items():
+        s = results["settings"]
+        search = results.get("searches", {}).get(name)
+        setup = f"R = {s['steps']}, rungs from {_setting(s, 'min_steps')}"
+        setup += ", initial design" if _setting(s, "initial_design") else ""
+        source = (search or {}).get("continued_from")
+        setup += f", continued from {source.split(':')[0]}" if source else ""
+        sizes = [p["params"] for p in search["front"]] if search else []
+        span = f"{math.log10(max(sizes) / min(sizes)):.2f}" if sizes else ""
+        cells = [_goal_cell(row, allowed) for _, allowed, _, row in goal_rows(results)]
+        lines.append(f"| {name} | {s['task']} | {setup} | {span} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def _goal_cell(row: dict | None, allowed: float) -> str:
+    if row is None or "none" in row["pick"] or "gap_pt" not in row:
+        return "none measured"
+    pick, gap = row["pick"], row["gap_pt"]
+    verdict = "met" if gap <= allowed else "not met"
+    return (
+        f"{pick['variant']} {pick['trainable_params']:,}, {row['test']:.4f} "
+        f"({row['seeds']} seed{'s' * (row['seeds'] != 1)}), {gap:+.2f} pt ({verdict})"
+    )
 
 
 def render(results: dict) -> str:
@@ -420,11 +462,16 @@ def _search_line(s: dict, name: str, search: dict) -> str:
 
 
 def report(paths: list[Path]) -> None:
+    named = {}
     for path in paths:
         if not path.exists():
             print(f"{path}: not run yet\n")
             continue
-        print(f"{path}\n\n{render(read(path))}\n")
+        named[path.stem] = read(path)
+        print(f"{path}\n\n{render(named[path.stem])}\n")
+    if len(named) > 1:
+        print(f"The goals across these files (gap: full fine-tuning's test minus the "
+              f"adapter's)\n\n{summary(named)}\n")  # fmt: skip
 
 
 # --- the runs -------------------------------------------------------------------------------

@@ -369,3 +369,40 @@ def test_the_sampler_reaches_the_search_and_a_file_made_before_it_was_recorded_i
     assert budget_py._setting(RESULTS["settings"], "sampler") == "tpe"
     with pytest.raises(lorasearch.LorasearchError, match="unknown sampler 'nope'; use tpe"):
         budget_py.prepare(budget_py.parse_args(["--sampler", "nope"]), tmp_path / "b.json")
+
+
+def _write(path, results: dict) -> None:
+    budget_py.update(path, "settings", None, results["settings"])
+    for section in ("meta", "full", "searches", "picks", "refits"):
+        for key, value in results[section].items():
+            budget_py.update(path, section, key, value)
+
+
+def test_the_summary_gives_each_files_search_span_and_goals_side_by_side(tmp_path, capsys):
+    other = copy.deepcopy(RESULTS)
+    other["settings"] |= {"task": "agnews", "initial_design": True}
+    other["searches"]["c"] = other["searches"].pop("b") | {"continued_from": "b: 4 configurations"}
+    other["searches"]["c"]["front"].append({"trial": 5, "variant": "lora", "params": 900_000,
+                                            "dev": 0.93})  # fmt: skip
+    del other["refits"]["b trial=3 seed=1"]
+    _write(tmp_path / "b.json", RESULTS)
+    _write(tmp_path / "c.json", other)
+    budget_py.report([tmp_path / "b.json", tmp_path / "c.json"])
+    rows = capsys.readouterr().out.split("The goals across these files")[1].splitlines()
+    assert rows[2].startswith("| results | task | search | front decades | ≤ 1.0%: best")
+    assert rows[4] == (
+        "| b | sst2 | R = 27, rungs from 9 | 0.00 | lora 9,000, 0.8960 (2 seeds), +0.40 pt (met) "
+        "| lora 800, 0.8750 (2 seeds), +2.50 pt (not met) |"
+    )
+    assert rows[5] == (
+        "| c | agnews | R = 27, rungs from 9, initial design, continued from b | 2.00 "
+        "| lora 9,000, 0.8970 (1 seed), +0.30 pt (met) "
+        "| lora 800, 0.8750 (2 seeds), +2.50 pt (not met) |"
+    )
+
+
+def test_one_file_has_no_summary(tmp_path, capsys):
+    _write(tmp_path / "b.json", RESULTS)
+    budget_py.report([tmp_path / "b.json"])
+    out = capsys.readouterr().out
+    assert "| ≤ 10,000 (goal) |" in out and "The goals across" not in out
