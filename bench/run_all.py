@@ -103,7 +103,7 @@ FULL = {
     "Parameter budgets vs full fine-tuning (issue 14; committed results only)": [
         "budget.py", "--report", "bench/tables/budget_sst2.json", "bench/tables/budget_agnews.json",
         "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
-        "bench/tables/budget_sst2_r810s.json",
+        "bench/tables/budget_sst2_r810s.json", "bench/tables/budget_agnews_d810.json",
     ],
     "Many workers: 1 vs 2 on one PostgreSQL study": ["workers.py", "--trials", "6", "--steps", "20"],
     "Batch prediction vs PEFT + transformers pipeline": ["predict_throughput.py", "--threads", "1"],
@@ -152,7 +152,7 @@ QUICK = {
     "Parameter budgets vs full fine-tuning (issue 14; committed results only)": [
         "budget.py", "--report", "bench/tables/budget_sst2.json", "bench/tables/budget_agnews.json",
         "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
-        "bench/tables/budget_sst2_r810s.json",
+        "bench/tables/budget_sst2_r810s.json", "bench/tables/budget_agnews_d810.json",
     ],
     "Batch prediction vs PEFT + transformers pipeline": [
         "predict_throughput.py", "--rows", "256", "--steps", "5", "--repeats", "1", "--threads", "1",
