@@ -192,7 +192,7 @@ def full_rows(results: dict, section: str = "full") -> list[dict]:
             "best_step": [r["best_step"] for r in runs],
             "steps": runs[0]["steps"],
             "sec_per_step": statistics.mean(r["sec_per_step"] for r in runs),
-            "device": runs[0].get("device", "?"),
+            "device": ", ".join(sorted({r.get("device", "?") for r in runs})),  # seeds may mix
             "trainable_params": runs[0].get("trainable_params"),
             "picked": False,
         }
