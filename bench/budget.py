@@ -191,8 +191,10 @@ def full_rows(results: dict, section: str = "full") -> list[dict]:
             "test_std": _spread([r["test"] for r in runs]),
             "best_step": [r["best_step"] for r in runs],
             "steps": runs[0]["steps"],
-            "sec_per_step": statistics.mean(r["sec_per_step"] for r in runs),
-            "device": ", ".join(sorted({r.get("device", "?") for r in runs})),  # seeds may mix
+            "sec_per_step": {  # per device: seeds may run on several
+                device: statistics.mean(r["sec_per_step"] for r in on)
+                for device, on in by_device(runs).items()
+            },
             "trainable_params": runs[0].get("trainable_params"),
             "picked": False,
         }
@@ -201,6 +203,14 @@ def full_rows(results: dict, section: str = "full") -> list[dict]:
     if rows:
         max(rows, key=lambda r: (r["dev"], -r["lr"]))["picked"] = True
     return rows
+
+
+def by_device(runs: list[dict]) -> dict[str, list[dict]]:
+    """``runs`` grouped by the device they ran on, in the devices' order."""
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(run.get("device", "?"), []).append(run)
+    return dict(sorted(groups.items()))
 
 
 def full_failures(results: dict, section: str = "full") -> list[str]:
@@ -398,7 +408,9 @@ def rate_table(results: dict, section: str) -> list[str]:
         lr = f"**{r['lr']:g}** (picked)" if r["picked"] else f"{r['lr']:g}"
         lines.append(
             f"| {lr} | {r['seeds']} | {r['dev']:.4f} | {r['test']:.4f} ± {r['test_std']:.4f} "
-            f"| {', '.join(map(str, r['best_step']))} | {r['sec_per_step']:.3f} | {r['device']} |"
+            f"| {', '.join(map(str, r['best_step']))} "
+            f"| {', '.join(f'{x:.3f}' for x in r['sec_per_step'].values())} "
+            f"| {', '.join(r['sec_per_step'])} |"
         )
     return lines + [f"- failed: {line}" for line in full_failures(results, section)]
 
@@ -430,12 +442,11 @@ def time_line(results: dict) -> str:
         ("refits", "refits"),
     ):
         runs = [r for r in results.get(section, {}).values() if "failed" not in r]
-        if runs:
-            wall, steps = sum(r["wall_s"] for r in runs), sum(r["steps"] for r in runs)
-            devices = ",".join(sorted({r.get("device", "?") for r in runs}))
+        for device, on in by_device(runs).items():  # a GPU's and a CPU's speed apart
+            wall, steps = sum(r["wall_s"] for r in on), sum(r["steps"] for r in on)
             parts.append(
-                f"{name} {wall:,.0f} s for {len(runs)} runs, {steps:,} steps "
-                f"({wall / steps:.3f} s/step with evaluations, {devices})"
+                f"{name} {wall:,.0f} s for {len(on)} runs, {steps:,} steps "
+                f"({wall / steps:.3f} s/step with evaluations, {device})"
             )
     for name, search in results.get("searches", {}).items():
         parts.append(f"search {name} {search['wall_s']:,.0f} s")
