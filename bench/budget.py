@@ -12,7 +12,10 @@ Three parts, on one task (``--task sst2`` or ``agnews``) with the bundled MiniLM
   issue's goals), the pick ``lorasearch best --max-params B`` makes (``lorasearch.pick``:
   highest search dev within B), refit under ``--seeds`` seeds as ``search/refit.py`` refits a
   front (same trial spec, seeds 0..n-1), but only the picks, with the full fine-tuning's steps
-  and evaluation cadence (``--refit-steps`` to change): test mean ± std.
+  and evaluation cadence (``--refit-steps`` to change): test mean ± std. With
+  ``--refit-lr-scales 0.5,2`` a pick is also refit at half and twice its searched rate (only
+  the picks of ``--refit-lr-budgets``, when given), and the scale with the best mean refit dev
+  counts, as full fine-tuning's rate is picked from three.
 - **The head alone** (``--part probe``; a linear probe, ``HeadOnly`` of ``bench/variants.py``):
   the frozen base's task head trained at each rate of ``--probe-lrs`` with full fine-tuning's
   steps, the rate picked by dev. Not an adapter and not one of the goals: it says what a budget
@@ -230,9 +233,12 @@ def budget_rows(results: dict) -> list[dict]:
     rows = []
     for budget, pick in sorted(results.get("picks", {}).items(), key=lambda kv: int(kv[0])):
         tried = [r for r in refits.values() if same_config(r, pick)]
+        scales = rate_rows(tried)
+        scale = next((r["scale"] for r in scales if r["picked"]), 1.0)
+        tried = [r for r in tried if r.get("lr_scale", 1.0) == scale]
         runs = [r for r in tried if "failed" not in r]
         row = {"budget": int(budget), "fraction": int(budget) / base, "pick": pick, "seeds": 0}
-        row["failed"] = len(tried) - len(runs)
+        row |= {"failed": len(tried) - len(runs), "lr_scale": scale, "scales": scales}
         if runs:
             tests = [r["test"] for r in runs]
             row |= {
@@ -244,6 +250,30 @@ def budget_rows(results: dict) -> list[dict]:
             if full is not None:
                 row["gap_pt"] = 100 * (full["test"] - row["test"])
         rows.append(row)
+    return rows
+
+
+def rate_rows(runs: list[dict]) -> list[dict]:
+    """One pick's refits per learning-rate scale (``--refit-lr-scales``: the searched rate
+    times each): seeds, mean dev and test; the scale with the best mean dev is picked, as full
+    fine-tuning's rate is (ties: the searched rate, then the lower). Empty when every run is
+    at the searched rate."""
+    by_scale: dict[float, list[dict]] = {}
+    for run in runs:
+        if "failed" not in run:
+            by_scale.setdefault(run.get("lr_scale", 1.0), []).append(run)
+    if set(by_scale) <= {1.0}:
+        return []
+    rows = [
+        {
+            "scale": scale, "seeds": len(on), "picked": False,
+            "dev": statistics.mean(r["dev"] for r in on),
+            "test": statistics.mean(r["test"] for r in on),
+            "test_std": _spread([r["test"] for r in on]),
+        }
+        for scale, on in sorted(by_scale.items())
+    ]  # fmt: skip
+    max(rows, key=lambda r: (r["dev"], r["scale"] == 1.0, -r["scale"]))["picked"] = True
     return rows
 
 
@@ -277,7 +307,9 @@ def goal_lines(results: dict) -> list[str]:
             gap = row["gap_pt"]
             side = f"{gap:.2f} pt below" if gap >= 0 else f"{-gap:.2f} pt above"
             lines.append(
-                f"{head}: {row['pick']['variant']} {row['pick']['trainable_params']:,} params "
+                f"{head}: {row['pick']['variant']} {row['pick']['trainable_params']:,} params"
+                + (f" at lr × {row['lr_scale']:g}" if row["lr_scale"] != 1.0 else "")
+                + " "
                 f"(the pick at ≤ {row['budget']:,}; refit dev {row['dev']:.4f}), "
                 f"test {row['test']:.4f}, {side} full fine-tuning "
                 f"(goal: at most {allowed} pt below; {'met' if gap <= allowed else 'not met'})"
@@ -326,8 +358,9 @@ def _goal_cell(row: dict | None, allowed: float) -> str:
         return "none measured"
     pick, gap = row["pick"], row["gap_pt"]
     verdict = "met" if gap <= allowed else "not met"
+    rate = f" (lr × {row['lr_scale']:g})" if row.get("lr_scale", 1.0) != 1.0 else ""
     return (
-        f"{pick['variant']} {pick['trainable_params']:,}, {row['test']:.4f} "
+        f"{pick['variant']} {pick['trainable_params']:,}{rate}, {row['test']:.4f} "
         f"({row['seeds']} seed{'s' * (row['seeds'] != 1)}), {gap:+.2f} pt ({verdict})"
     )
 
@@ -385,16 +418,40 @@ def render(results: dict) -> str:
             else f"| | | {seeds} | |"
         )
         own = " (own search)" if searches.get(pick.get("study"), {}).get("max_params") else ""
+        own += f", lr × {r['lr_scale']:g}" if r["lr_scale"] != 1.0 else ""
         lines.append(
             head + f"| {pick['trial']}, {pick['variant']}{own} | {pick['trainable_params']:,} "
             f"| {pick['search_dev']:.4f} " + measured
         )
+    lines += scale_lines(results)
     lines += ["", "Gap: full fine-tuning's test minus the adapter's (positive: the adapter is"]
     lines[-1] += " below). The issue's goals:"
     lines += goal_lines(results)
     probes = probe_lines(results)
     lines += ["", "Below the smallest adapter (not one of the goals):", *probes] if probes else []
     return "\n".join(lines + ["", time_line(results)])
+
+
+def scale_lines(results: dict) -> list[str]:
+    """The picks refit at several rates: each scale's seeds, dev and test (the pick marked)."""
+    lines, seen = [], set()
+    for r in budget_rows(results):
+        pick = r["pick"]
+        if not r["scales"] or (pick["study"], pick["trial"]) in seen:
+            continue
+        seen.add((pick["study"], pick["trial"]))
+        cells = [
+            ("**" if s["picked"] else "") + f"× {s['scale']:g}" + ("**" if s["picked"] else "")
+            + f" (lr {s['scale'] * pick['knobs']['lr']:.3g}): dev {s['dev']:.4f}, test "
+            f"{s['test']:.4f} ± {s['test_std']:.4f}, {s['seeds']} seeds"
+            for s in r["scales"]
+        ]  # fmt: skip
+        lines.append(f"- trial {pick['trial']} ({pick['variant']}): " + "; ".join(cells))
+    head = (
+        "Refit rates (`--refit-lr-scales`): the searched rate times each scale, the scale "
+        "picked by mean refit dev as full fine-tuning's rate is"
+    )
+    return ["", head, *lines] if lines else []
 
 
 def rate_table(results: dict, section: str) -> list[str]:
@@ -690,7 +747,38 @@ def run_refits(args, path: Path, results: dict, storage: str, name: str) -> dict
         eval_every=args.eval_every,
         device=args.device,
     )
-    picks: dict[str, dict] = {}  # one per configuration: two budgets may pick the same one
+    jobs = refit_jobs(args, results)
+    earlier = reusable_refits(args, results)
+    for (study, number), pick, seed, scale in mine(jobs, args.shard):
+        rate = "" if scale == 1.0 else f" lr×{scale:g}"
+        key = f"{study} trial={number}{rate} seed={seed}"
+        if key in results.get("refits", {}):
+            continue
+        same = json.dumps([pick["variant"], pick["knobs"], seed, scale], sort_keys=True)
+        if same in earlier:  # the same configuration, refit and seed: its run, as made
+            results = update(path, "refits", key, earlier[same] | {"study": study})
+            say(f"refit {key}: reused {earlier[same]['reused_from']}")
+            continue
+        knobs = get_variant(pick["variant"]).for_steps(
+            pick["knobs"], fixed.train.steps, train.steps
+        )
+        knobs["lr"] = knobs["lr"] * scale
+        adapter = build_adapter(pick["variant"], **copy.deepcopy(knobs))
+        spec = Trial(fixed.data, fixed.model, adapter, replace(train, seed=seed))
+        identity = {"study": study, "trial": number, "variant": pick["variant"],
+                    "knobs": pick["knobs"], "seed": seed}  # fmt: skip
+        identity |= {"lr_scale": scale} if scale != 1.0 else {}
+        results, run = train_and_record(spec, path, "refits", key, identity, args.device)
+        if run is not None:
+            say(f"refit {key} ({pick['variant']}, {run['trainable_params']:,} params): dev "
+                f"{run['dev']:.4f} test {run['test']:.4f} ({run['wall_s']:.0f} s)")  # fmt: skip
+    return results
+
+
+def refit_jobs(args, results: dict) -> list[tuple[tuple[str, int], dict, int, float]]:
+    """Every refit to make, in the order the shards split: ((study, trial), pick, seed, rate
+    scale), one pick per configuration (two budgets may pick the same one)."""
+    picks: dict[str, dict] = {}
     for pick in results["picks"].values():
         if "trial" in pick:
             picks.setdefault(json.dumps([pick["variant"], pick["knobs"]], sort_keys=True), pick)
@@ -699,29 +787,20 @@ def run_refits(args, path: Path, results: dict, storage: str, name: str) -> dict
         key=lambda kv: (kv[1]["trainable_params"], kv[0]),
     )
     # seed-major: every pick's seed 0 before any seed 1, so a run cut short still covers them all
-    jobs = [(key, pick, seed) for seed in range(args.seeds) for key, pick in ordered]
-    earlier = reusable_refits(args, results)
-    for (study, number), pick, seed in mine(jobs, args.shard):
-        key = f"{study} trial={number} seed={seed}"
-        if key in results.get("refits", {}):
-            continue
-        same = json.dumps([pick["variant"], pick["knobs"], seed], sort_keys=True)
-        if same in earlier:  # the same configuration, refit and seed: its run, as made
-            results = update(path, "refits", key, earlier[same] | {"study": study})
-            say(f"refit {key}: reused {earlier[same]['reused_from']}")
-            continue
-        knobs = get_variant(pick["variant"]).for_steps(
-            pick["knobs"], fixed.train.steps, train.steps
-        )
-        adapter = build_adapter(pick["variant"], **copy.deepcopy(knobs))
-        spec = Trial(fixed.data, fixed.model, adapter, replace(train, seed=seed))
-        identity = {"study": study, "trial": number, "variant": pick["variant"],
-                    "knobs": pick["knobs"], "seed": seed}  # fmt: skip
-        results, run = train_and_record(spec, path, "refits", key, identity, args.device)
-        if run is not None:
-            say(f"refit {key} ({pick['variant']}, {run['trainable_params']:,} params): dev "
-                f"{run['dev']:.4f} test {run['test']:.4f} ({run['wall_s']:.0f} s)")  # fmt: skip
-    return results
+    return [
+        (key, pick, seed, scale)
+        for seed in range(args.seeds)
+        for key, pick in ordered
+        for scale in refit_scales(args, results, pick)
+    ]
+
+
+def refit_scales(args, results: dict, pick: dict) -> list[float]:
+    """The rate scales ``pick`` is refit at: ``--refit-lr-scales`` where it is the pick of a
+    budget of ``--refit-lr-budgets`` (every budget when none is given), else the searched rate."""
+    budgets = {int(b) for b, p in results["picks"].items() if same_config(pick, p)}
+    tuned = not args.refit_lr_budgets or budgets & set(args.refit_lr_budgets)
+    return sorted(set(args.refit_lr_scales) | {1.0}) if tuned else [1.0]
 
 
 def reusable_refits(args, results: dict) -> dict[str, dict]:
@@ -737,7 +816,8 @@ def reusable_refits(args, results: dict) -> dict[str, dict]:
         return {}
     found = {}
     for key, run in theirs.get("refits", {}).items():
-        same = json.dumps([run["variant"], run["knobs"], run["seed"]], sort_keys=True)
+        scale = run.get("lr_scale", 1.0)
+        same = json.dumps([run["variant"], run["knobs"], run["seed"], scale], sort_keys=True)
         found[same] = run | {"reused_from": f"{name}: {key}"}
     return found
 
@@ -823,6 +903,22 @@ def parse_args(argv=None):
         "--continue-study",
         help="a results name in --out ({task} stands for the task) whose search study this one "
         "starts as a copy of, to resume it with this code (e.g. the end-of-search promotions)",
+    )
+    # Full fine-tuning's rate is tuned over three values at the refit's length; a pick's rate was
+    # tuned by the search at R, a fraction of it (AG News: 810 of 846 steps; SST-2: 810 of
+    # 5,685). 0.5,2 gives a pick the same three-value grid around its searched rate.
+    parser.add_argument(
+        "--refit-lr-scales",
+        type=numbers(float),
+        default=[1.0],
+        help="refit each pick at its searched rate times each of these (with 1), the scale "
+        "picked by mean refit dev [default: 1]",
+    )
+    parser.add_argument(
+        "--refit-lr-budgets",
+        type=numbers(int),
+        default=[],
+        help="only the picks of these budgets get --refit-lr-scales [default: every pick]",
     )
     parser.add_argument("--refit-steps", type=int, help="[default: the full fine-tuning's steps]")
     parser.add_argument("--eval-every", type=int, help="[default: a quarter epoch]")

@@ -299,11 +299,12 @@ def test_reuse_from_offers_the_refits_of_the_same_configuration_and_seed(tmp_pat
     (tmp_path / "old.json").write_text(json.dumps(old))
     args = budget_py.parse_args(["--out", str(tmp_path), "--reuse-from", "old"])
     found = budget_py.reusable_refits(args, copy.deepcopy(RESULTS))
-    same = json.dumps(["lora", {"rank": 2}, 1], sort_keys=True)  # trial 3's knobs, seed 1
+    same = json.dumps(["lora", {"rank": 2}, 1, 1.0], sort_keys=True)  # trial 3's, seed 1
     assert found[same]["test"] == 0.895 and found[same]["device"] == "cpu"
     assert found[same]["reused_from"] == "old: b trial=3 seed=1"
-    assert json.dumps(["lora", {"rank": 2}, 2], sort_keys=True) not in found  # no seed 2
-    assert json.dumps(["vera", {"rank": 2}, 1], sort_keys=True) not in found
+    assert json.dumps(["lora", {"rank": 2}, 2, 1.0], sort_keys=True) not in found  # no seed 2
+    assert json.dumps(["vera", {"rank": 2}, 1, 1.0], sort_keys=True) not in found
+    assert json.dumps(["lora", {"rank": 2}, 1, 2.0], sort_keys=True) not in found  # another rate
     other = copy.deepcopy(RESULTS)
     other["meta"]["refit_steps"] = 5685  # refits of another length are not the same run
     assert budget_py.reusable_refits(args, other) == {}
@@ -406,3 +407,62 @@ def test_one_file_has_no_summary(tmp_path, capsys):
     budget_py.report([tmp_path / "b.json"])
     out = capsys.readouterr().out
     assert "| ≤ 10,000 (goal) |" in out and "The goals across" not in out
+
+
+def _at_rate(results: dict, scale: float, devs: tuple, tests: tuple) -> None:
+    """Refits of trial 3 (the 10,000 and 100,000 pick) at ``scale`` x its searched rate."""
+    for seed, (dev, test) in enumerate(zip(devs, tests, strict=True)):
+        run = _refit(3, seed, test) | {"dev": dev, "lr_scale": scale}
+        results["refits"][f"b trial=3 lr×{scale:g} seed={seed}"] = run
+
+
+def test_a_pick_refit_at_several_rates_counts_the_rate_with_the_best_mean_dev():
+    results = copy.deepcopy(RESULTS)
+    for k in (0, 1):
+        results["picks"]["10000"]["knobs"] = results["picks"]["100000"]["knobs"] = {"lr": 1e-3}
+        results["refits"][f"b trial=3 seed={k}"]["knobs"] = {"lr": 1e-3}
+    _at_rate(results, 2.0, (0.95, 0.93), (0.85, 0.86))  # better dev (0.94 > 0.9), worse test
+    _at_rate(results, 0.5, (0.89, 0.89), (0.99, 0.99))  # worse dev, best test: not chosen
+    rows = {r["budget"]: r for r in budget_py.budget_rows(results)}
+    row = rows[10000]
+    assert (row["lr_scale"], row["seeds"]) == (2.0, 2)
+    assert row["dev"] == pytest.approx(0.94) and row["test"] == pytest.approx(0.855)
+    assert row["gap_pt"] == pytest.approx(4.5)  # 0.90 - 0.855: the rate dev chose, not test
+    assert [(s["scale"], s["picked"]) for s in row["scales"]] == [
+        (0.5, False), (1.0, False), (2.0, True)
+    ]  # fmt: skip
+    assert rows[1000]["scales"] == [] and rows[1000]["lr_scale"] == 1.0  # one rate: as before
+    text = budget_py.render(results)
+    assert "| 3, lora, lr × 2 | 9,000 | 0.9100 | 0.9400 | 0.8550 ± 0.0071 | 2 | +4.50 pt |" in text
+    assert (
+        "- trial 3 (lora): × 0.5 (lr 0.0005): dev 0.8900, test 0.9900 ± 0.0000, 2 seeds; "
+        "× 1 (lr 0.001): dev 0.9000, test 0.8960 ± 0.0014, 2 seeds; "
+        "**× 2** (lr 0.002): dev 0.9400, test 0.8550 ± 0.0071, 2 seeds"
+    ) in text
+    one, _ = budget_py.goal_lines(results)
+    assert "lora 9,000 params at lr × 2 (the pick at ≤ 10,000; refit dev 0.9400)" in one
+
+
+def test_a_tie_on_dev_keeps_the_searched_rate():
+    results = copy.deepcopy(RESULTS)
+    _at_rate(results, 2.0, (0.9, 0.9), (0.5, 0.5))  # dev 0.9: trial 3's refits' at rate 1
+    row = {r["budget"]: r for r in budget_py.budget_rows(results)}[10000]
+    assert row["lr_scale"] == 1.0 and row["test"] == pytest.approx(0.896)
+
+
+def test_refit_rates_go_to_the_picks_of_the_named_budgets_only():
+    args = budget_py.parse_args(["--seeds", "2", "--refit-lr-scales", "0.5,2",
+                                 "--refit-lr-budgets", "100000"])  # fmt: skip
+    results = copy.deepcopy(RESULTS)
+    results["picks"]["1000"]["knobs"] = {"rank": 1}  # another configuration than trial 3's
+    jobs = [(key, seed, scale) for key, _, seed, scale in budget_py.refit_jobs(args, results)]
+    assert jobs == [
+        (("b_le1000", 1), 0, 1.0),  # 800 params first; not the 100,000 pick: its rate only
+        (("b", 3), 0, 0.5), (("b", 3), 0, 1.0), (("b", 3), 0, 2.0),  # 10,000 = 100,000's pick
+        (("b_le1000", 1), 1, 1.0),
+        (("b", 3), 1, 0.5), (("b", 3), 1, 1.0), (("b", 3), 1, 2.0),
+    ]  # fmt: skip
+    every = budget_py.parse_args(["--seeds", "1", "--refit-lr-scales", "2"])
+    assert [s for *_, s in budget_py.refit_jobs(every, results)] == [1.0, 2.0, 1.0, 2.0]
+    plain = budget_py.parse_args(["--seeds", "1"])
+    assert [s for *_, s in budget_py.refit_jobs(plain, results)] == [1.0, 1.0]
