@@ -443,7 +443,7 @@ def scale_lines(results: dict) -> list[str]:
         cells = [
             ("**" if s["picked"] else "") + f"× {s['scale']:g}" + ("**" if s["picked"] else "")
             + f" (lr {s['scale'] * pick['knobs']['lr']:.3g}): dev {s['dev']:.4f}, test "
-            f"{s['test']:.4f} ± {s['test_std']:.4f}, {s['seeds']} seeds"
+            f"{s['test']:.4f} ± {s['test_std']:.4f}, {s['seeds']} seed" + "s" * (s["seeds"] != 1)
             for s in r["scales"]
         ]  # fmt: skip
         lines.append(f"- trial {pick['trial']} ({pick['variant']}): " + "; ".join(cells))
@@ -777,10 +777,11 @@ def run_refits(args, path: Path, results: dict, storage: str, name: str) -> dict
 
 def refit_jobs(args, results: dict) -> list[tuple[tuple[str, int], dict, int, float]]:
     """Every refit to make, in the order the shards split: ((study, trial), pick, seed, rate
-    scale), one pick per configuration (two budgets may pick the same one)."""
+    scale), one pick per configuration (two budgets may pick the same one; with
+    ``--refit-budgets``, only those budgets' picks)."""
     picks: dict[str, dict] = {}
-    for pick in results["picks"].values():
-        if "trial" in pick:
+    for budget, pick in results["picks"].items():
+        if "trial" in pick and (not args.refit_budgets or int(budget) in args.refit_budgets):
             picks.setdefault(json.dumps([pick["variant"], pick["knobs"]], sort_keys=True), pick)
     ordered = sorted(  # the same order in every shard
         (((p["study"], p["trial"]), p) for p in picks.values()),
@@ -913,6 +914,12 @@ def parse_args(argv=None):
         default=[1.0],
         help="refit each pick at its searched rate times each of these (with 1), the scale "
         "picked by mean refit dev [default: 1]",
+    )
+    parser.add_argument(
+        "--refit-budgets",
+        type=numbers(int),
+        default=[],
+        help="refit only the picks of these budgets [default: every pick]",
     )
     parser.add_argument(
         "--refit-lr-budgets",

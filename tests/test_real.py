@@ -10,11 +10,13 @@ pytestmark = pytest.mark.real
 
 
 def test_minilm_lora_r8_learns_sst2(shared_data):
+    # 100 steps at 3e-3 reach test 0.814 (seed 0, CPU): 200 at the default 1e-3 took twice the
+    # suite's time for the same check.
     trial = Trial(
         data=DataConfig(task="sst2", data=str(shared_data / "sst2"), eval_samples=1000),
         model=ModelConfig(),  # the bundled all-MiniLM-L6-v2
-        adapter=build_adapter("lora", rank=8),
-        train=TrainConfig(steps=200, eval_every=100, seed=0),
+        adapter=build_adapter("lora", rank=8, lr=3e-3),
+        train=TrainConfig(steps=100, eval_every=100, seed=0),
     )
     result = run_trial(trial)
     assert result.test_metric >= 0.78, result.test_metric
