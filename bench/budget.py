@@ -346,6 +346,9 @@ def summary(named: dict[str, dict]) -> str:
         setup += ", initial design" if _setting(s, "initial_design") else ""
         source = (search or {}).get("continued_from")
         setup += f", continued from {source.split(':')[0]}" if source else ""
+        meta = results["meta"]
+        if meta["refit_steps"] != meta["full_steps"]:
+            setup += f"; refits {meta['refit_steps']:,} steps (full FT {meta['full_steps']:,})"
         sizes = [p["params"] for p in search["front"]] if search else []
         span = f"{math.log10(max(sizes) / min(sizes)):.2f}" if sizes else ""
         cells = [_goal_cell(row, allowed) for _, allowed, _, row in goal_rows(results)]

@@ -386,6 +386,7 @@ def test_the_summary_gives_each_files_search_span_and_goals_side_by_side(tmp_pat
     other["searches"]["c"]["front"].append({"trial": 5, "variant": "lora", "params": 900_000,
                                             "dev": 0.93})  # fmt: skip
     del other["refits"]["b trial=3 seed=1"]
+    other["meta"]["refit_steps"] = 600  # refits longer than full fine-tuning: said
     _write(tmp_path / "b.json", RESULTS)
     _write(tmp_path / "c.json", other)
     budget_py.report([tmp_path / "b.json", tmp_path / "c.json"])
@@ -396,7 +397,8 @@ def test_the_summary_gives_each_files_search_span_and_goals_side_by_side(tmp_pat
         "| lora 800, 0.8750 (2 seeds), +2.50 pt (not met) |"
     )
     assert rows[5] == (
-        "| c | agnews | R = 27, rungs from 9, initial design, continued from b | 2.00 "
+        "| c | agnews | R = 27, rungs from 9, initial design, continued from b; refits 600 "
+        "steps (full FT 300) | 2.00 "
         "| lora 9,000, 0.8970 (1 seed), +0.30 pt (met) "
         "| lora 800, 0.8750 (2 seeds), +2.50 pt (not met) |"
     )
