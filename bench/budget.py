@@ -505,7 +505,7 @@ def time_line(results: dict) -> str:
         for device, on in by_device(runs).items():  # a GPU's and a CPU's speed apart
             wall, steps = sum(r["wall_s"] for r in on), sum(r["steps"] for r in on)
             parts.append(
-                f"{name} {wall:,.0f} s for {len(on)} runs, {steps:,} steps "
+                f"{name} {wall:,.0f} s for {len(on)} run{'s' * (len(on) != 1)}, {steps:,} steps "
                 f"({wall / steps:.3f} s/step with evaluations, {device})"
             )
     for name, search in results.get("searches", {}).items():
