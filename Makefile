@@ -10,8 +10,10 @@ install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || { echo "torch is not installed: run 'pip install torch==2.13.0' first (see README)"; exit 1; }
 	$(PIP) install -q -e ".[test,model]"
 
+# One pytest-xdist worker per core (tests/conftest.py splits torch's threads between them): the
+# subprocess, browser and PostgreSQL tests wait while the other worker computes.
 test: install
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n auto
 
 # What the service tests need (CI runs it): Debian's chromium for the UI browser test, and a local
 # PostgreSQL on 127.0.0.1 for the many-workers test. Idempotent; needs root (apt, su postgres).
@@ -19,7 +21,7 @@ services:
 	bash tests/services.sh
 
 test-fast: install
-	$(PYTHON) -m pytest -q -m "not real"
+	$(PYTHON) -m pytest -q -n auto -m "not real"
 
 demo: install
 	lorasearch train --task sst2 --data $(LORASEARCH_DATA)/sst2 --variant lora --rank 8 --steps 300

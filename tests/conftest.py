@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
 import re
 import shutil
@@ -18,7 +19,20 @@ from lorasearch.training.models import default_model
 from lorasearch.training.tasks import data_root
 
 quiet_libraries()
-torch.set_num_threads(2)
+
+
+def _threads() -> int:
+    """Each pytest-xdist worker gets its share of the cores (alone: two), and so do the CLI
+    subprocesses it starts (OMP_NUM_THREADS): workers that each took every core would fight."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers == 1:
+        return 2
+    share = max(1, (os.cpu_count() or 1) // workers)
+    os.environ.setdefault("OMP_NUM_THREADS", str(share))
+    return share
+
+
+torch.set_num_threads(_threads())
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
@@ -182,3 +196,9 @@ def page_text(html: str) -> str:
     """A page's visible text: tags, styles and scripts out, whitespace collapsed."""
     html = re.sub(r"<style.*?</style>|<script.*?</script>", " ", html, flags=re.S)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def pytest_collection_modifyitems(items):
+    """The MiniLM tests (the longest, 20-55 s each alone) run first, so that under pytest-xdist
+    the last minutes are not one worker finishing them while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("real") is None)
