@@ -283,6 +283,10 @@ def test_reuse_copies_only_missing_reference_runs_from_an_agreeing_file(tmp_path
     assert set(results["full"]) == set(RESULTS["full"])
     assert results["probe"] == old["probe"]
     assert json.loads(path.read_text()) == results
+    # full fine-tuning of another length: none of its reference runs, the refits still offered
+    path.write_text(json.dumps({"settings": {**RESULTS["settings"], "epochs": 6}}))
+    assert "full" not in budget_py.reuse(path, source)
+    assert "probe" not in json.loads(path.read_text())
     old["settings"]["eval_every"] = 99
     source.write_text(json.dumps(old))
     with pytest.raises(lorasearch.LorasearchError, match="made with other eval_every"):
@@ -393,7 +397,8 @@ def test_the_summary_gives_each_files_search_span_and_goals_side_by_side(tmp_pat
     rows = capsys.readouterr().out.split("The goals across these files")[1].splitlines()
     assert rows[2].startswith("| results | task | search | front decades | ≤ 1.0%: best")
     assert rows[4] == (
-        "| b | sst2 | R = 27, rungs from 9 | 0.00 | lora 9,000, 0.8960 (2 seeds), +0.40 pt (met) "
+        "| b | sst2 | R = 27, rungs from 9; refits and full FT 300 steps | 0.00 "
+        "| lora 9,000, 0.8960 (2 seeds), +0.40 pt (met) "
         "| lora 800, 0.8750 (2 seeds), +2.50 pt (not met) |"
     )
     assert rows[5] == (
@@ -402,6 +407,18 @@ def test_the_summary_gives_each_files_search_span_and_goals_side_by_side(tmp_pat
         "| lora 9,000, 0.8970 (1 seed), +0.30 pt (met) "
         "| lora 800, 0.8750 (2 seeds), +2.50 pt (not met) |"
     )
+    # full fine-tuning at fewer rates than the issue asks: said in the summary and the table
+    for key in ("lr=2e-05 seed=0", "lr=0.0001 seed=0"):
+        del other["full"][key]
+    _write(tmp_path / "d.json", other)
+    budget_py.report([tmp_path / "b.json", tmp_path / "d.json"])
+    out = capsys.readouterr().out
+    assert "refits 600 steps (full FT 300), its rate picked of 1 |" in out
+    assert (
+        "best-on-dev weights; the rate picked by dev (of 1 rate: the issue asks for at least 3)"
+        in out
+    )
+    assert out.count("the issue asks for at least 3") == 1  # b.json tried 3
 
 
 def test_one_file_has_no_summary(tmp_path, capsys):
