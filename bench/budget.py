@@ -352,25 +352,33 @@ def summary(named: dict[str, dict]) -> str:
         "|---|---|---|---|" + "---|" * len(GOALS),
     ]
     for name, results in named.items():
-        s = results["settings"]
         search = results.get("searches", {}).get(name)
-        setup = f"R = {s['steps']}, rungs from {_setting(s, 'min_steps')}"
-        setup += ", initial design" if _setting(s, "initial_design") else ""
-        source = (search or {}).get("continued_from")
-        setup += f", continued from {source.split(':')[0]}" if source else ""
-        meta = results["meta"]
-        if meta["refit_steps"] != meta["full_steps"]:
-            setup += f"; refits {meta['refit_steps']:,} steps (full FT {meta['full_steps']:,})"
-        else:
-            setup += f"; refits and full FT {meta['full_steps']:,} steps"
-        tried = len(full_rows(results))
-        if tried and tried < FULL_RATES_ASKED:
-            setup += f", its rate picked of {tried}"
         sizes = [p["params"] for p in search["front"]] if search else []
         span = f"{math.log10(max(sizes) / min(sizes)):.2f}" if sizes else ""
         cells = [_goal_cell(row, allowed) for _, allowed, _, row in goal_rows(results)]
-        lines.append(f"| {name} | {s['task']} | {setup} | {span} | {' | '.join(cells)} |")
+        lines.append(
+            f"| {name} | {results['settings']['task']} | {_setup(results, search)} | {span} "
+            f"| {' | '.join(cells)} |"
+        )
     return "\n".join(lines)
+
+
+def _setup(results: dict, search: dict | None) -> str:
+    """A summary row's "search" cell: R, rungs, design, source; the refits' and full
+    fine-tuning's steps; full fine-tuning's rates when fewer than the issue asks for."""
+    s, meta = results["settings"], results["meta"]
+    setup = f"R = {s['steps']}, rungs from {_setting(s, 'min_steps')}"
+    setup += ", initial design" if _setting(s, "initial_design") else ""
+    source = (search or {}).get("continued_from")
+    setup += f", continued from {source.split(':')[0]}" if source else ""
+    if meta["refit_steps"] != meta["full_steps"]:
+        setup += f"; refits {meta['refit_steps']:,} steps (full FT {meta['full_steps']:,})"
+    else:
+        setup += f"; refits and full FT {meta['full_steps']:,} steps"
+    tried = len(full_rows(results))
+    if tried and tried < FULL_RATES_ASKED:
+        setup += f", full FT at {tried} rate{'s' * (tried != 1)}"
+    return setup
 
 
 def _goal_cell(row: dict | None, allowed: float) -> str:

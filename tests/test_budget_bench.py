@@ -413,7 +413,7 @@ def test_the_summary_gives_each_files_search_span_and_goals_side_by_side(tmp_pat
     _write(tmp_path / "d.json", other)
     budget_py.report([tmp_path / "b.json", tmp_path / "d.json"])
     out = capsys.readouterr().out
-    assert "refits 600 steps (full FT 300), its rate picked of 1 |" in out
+    assert "refits 600 steps (full FT 300), full FT at 1 rate |" in out
     assert (
         "best-on-dev weights; the rate picked by dev (of 1 rate: the issue asks for at least 3)"
         in out
