@@ -324,7 +324,7 @@ def goal_lines(results: dict) -> list[str]:
                 + " "
                 f"(the pick at ≤ {row['budget']:,}; refit dev {row['dev']:.4f}), "
                 f"test {row['test']:.4f}, {side} full fine-tuning "
-                f"(goal: at most {allowed} pt below; {'met' if gap <= allowed else 'not met'})"
+                f"(goal: at most {allowed} pt below; {_verdict(results, gap, allowed)})"
             )
     return lines
 
@@ -355,7 +355,7 @@ def summary(named: dict[str, dict]) -> str:
         search = results.get("searches", {}).get(name)
         sizes = [p["params"] for p in search["front"]] if search else []
         span = f"{math.log10(max(sizes) / min(sizes)):.2f}" if sizes else ""
-        cells = [_goal_cell(row, allowed) for _, allowed, _, row in goal_rows(results)]
+        cells = [_goal_cell(results, row, allowed) for _, allowed, _, row in goal_rows(results)]
         lines.append(
             f"| {name} | {results['settings']['task']} | {_setup(results, search)} | {span} "
             f"| {' | '.join(cells)} |"
@@ -381,11 +381,24 @@ def _setup(results: dict, search: dict | None) -> str:
     return setup
 
 
-def _goal_cell(row: dict | None, allowed: float) -> str:
+def _verdict(results: dict, gap: float, allowed: float) -> str:
+    """A goal's verdict; met against full fine-tuning at fewer rates than the issue asks for
+    says so (a weaker reference than the goal's)."""
+    if gap > allowed:
+        return "not met"
+    tried = len(full_rows(results))
+    return (
+        "met"
+        if tried >= FULL_RATES_ASKED
+        else f"met against full FT at {tried} rate{'s' * (tried != 1)}"
+    )
+
+
+def _goal_cell(results: dict, row: dict | None, allowed: float) -> str:
     if row is None or "none" in row["pick"] or "gap_pt" not in row:
         return "none measured"
     pick, gap = row["pick"], row["gap_pt"]
-    verdict = "met" if gap <= allowed else "not met"
+    verdict = _verdict(results, gap, allowed)
     rate = f" (lr × {row['lr_scale']:g})" if row.get("lr_scale", 1.0) != 1.0 else ""
     return (
         f"{pick['variant']} {pick['trainable_params']:,}{rate}, {row['test']:.4f} "

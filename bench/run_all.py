@@ -104,7 +104,7 @@ FULL = {
         "budget.py", "--report", "bench/tables/budget_sst2.json", "bench/tables/budget_agnews.json",
         "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
         "bench/tables/budget_sst2_r810s.json", "bench/tables/budget_agnews_d810.json",
-        "bench/tables/budget_agnews_d810_long.json",
+        "bench/tables/budget_agnews_d810_long.json", "bench/tables/budget_agnews_d810_6ep.json",
     ],
     "Many workers: 1 vs 2 on one PostgreSQL study": ["workers.py", "--trials", "6", "--steps", "20"],
     "Batch prediction vs PEFT + transformers pipeline": ["predict_throughput.py", "--threads", "1"],
@@ -154,7 +154,7 @@ QUICK = {
         "budget.py", "--report", "bench/tables/budget_sst2.json", "bench/tables/budget_agnews.json",
         "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
         "bench/tables/budget_sst2_r810s.json", "bench/tables/budget_agnews_d810.json",
-        "bench/tables/budget_agnews_d810_long.json",
+        "bench/tables/budget_agnews_d810_long.json", "bench/tables/budget_agnews_d810_6ep.json",
     ],
     "Batch prediction vs PEFT + transformers pipeline": [
         "predict_throughput.py", "--rows", "256", "--steps", "5", "--repeats", "1", "--threads", "1",

@@ -419,6 +419,9 @@ def test_the_summary_gives_each_files_search_span_and_goals_side_by_side(tmp_pat
         in out
     )
     assert out.count("the issue asks for at least 3") == 1  # b.json tried 3
+    assert "| lora 9,000, 0.8970 (1 seed), +0.30 pt (met against full FT at 1 rate) |" in out
+    assert "+0.40 pt (met) |" in out  # b.json's, against 3 rates
+    assert "+2.50 pt (not met) |" in out
 
 
 def test_one_file_has_no_summary(tmp_path, capsys):
