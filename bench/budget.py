@@ -375,10 +375,8 @@ def _setup(results: dict, search: dict | None) -> str:
         setup += f"; refits {meta['refit_steps']:,} steps (full FT {meta['full_steps']:,})"
     else:
         setup += f"; refits and full FT {meta['full_steps']:,} steps"
-    tried = len(full_rows(results))
-    if tried and tried < FULL_RATES_ASKED:
-        setup += f", full FT at {tried} rate{'s' * (tried != 1)}"
-    return setup
+    short = _rates_short(results)
+    return setup + (f", full FT at {short}" if short else "")
 
 
 def _verdict(results: dict, gap: float, allowed: float) -> str:
@@ -386,12 +384,8 @@ def _verdict(results: dict, gap: float, allowed: float) -> str:
     says so (a weaker reference than the goal's)."""
     if gap > allowed:
         return "not met"
-    tried = len(full_rows(results))
-    return (
-        "met"
-        if tried >= FULL_RATES_ASKED
-        else f"met against full FT at {tried} rate{'s' * (tried != 1)}"
-    )
+    short = _rates_short(results)
+    return f"met against full FT at {short}" if short else "met"
 
 
 def _goal_cell(results: dict, row: dict | None, allowed: float) -> str:
@@ -496,13 +490,18 @@ def scale_lines(results: dict) -> list[str]:
     return ["", head, *lines] if lines else []
 
 
+def _rates_short(results: dict) -> str:
+    """How many rates full fine-tuning tried ("1 rate") when fewer than issue 14 asks for;
+    "" when enough, or none yet."""
+    tried = len(full_rows(results))
+    return f"{tried} rate{'s' * (tried != 1)}" if 0 < tried < FULL_RATES_ASKED else ""
+
+
 def _few_rates(results: dict) -> str:
     """What the full fine-tuning header adds when it tried fewer rates than issue 14 asks for
     (" (of 1 rate: the issue asks for at least 3)"), else ""."""
-    tried = len(full_rows(results))
-    if not tried or tried >= FULL_RATES_ASKED:
-        return ""
-    return f" (of {tried} rate{'s' * (tried != 1)}: the issue asks for at least {FULL_RATES_ASKED})"
+    short = _rates_short(results)
+    return f" (of {short}: the issue asks for at least {FULL_RATES_ASKED})" if short else ""
 
 
 def rate_table(results: dict, section: str) -> list[str]:
