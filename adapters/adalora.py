@@ -124,7 +124,13 @@ class AdaLoraAdapter(PeftAdapter):
         )
 
     def after_step(self, model: nn.Module, step: int) -> None:
-        model.base_model.update_and_allocate(step)
+        """PEFT's allocation, unless the budget starts where it ends (``init_rank ==
+        target_rank``, as the search draws whenever round(init_rank_factor · target_rank) is
+        target_rank): then there is nothing to prune, and PEFT would ask ``kthvalue`` for the
+        0-th smallest score and raise (a search on SST-2 lost a trial to it). Left alone, it is
+        AdaLoRA at a fixed budget: P·Λ·Q with the orthogonal regulariser, every rank kept."""
+        if self.config.init_rank > self.config.target_rank:
+            model.base_model.update_and_allocate(step)
 
     def training_state(self, model: nn.Module) -> dict[str, Any]:
         """The allocator's sensitivity averages and the rank pattern: the next allocation reads
