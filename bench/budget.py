@@ -49,6 +49,7 @@ import contextlib
 import copy
 import datetime
 import fcntl
+import functools
 import importlib
 import json
 import math
@@ -103,11 +104,18 @@ REFIT_SETTINGS = tuple(k for k in REFERENCE_SETTINGS if k != "epochs")
 # --- the results file -----------------------------------------------------------------------
 
 
+@functools.cache
+def started_at() -> str:
+    """The commit this process started at (short hash, "+dirty" when code was edited): the code
+    that ran, though a run of an hour ends after later commits. ``main`` asks first thing."""
+    return _bench("table").commit()
+
+
 def stamp(device: str | None = None) -> dict:
     """Where a record came from: command, commit, date (and the device it trained on)."""
     record = {
         "command": "python " + " ".join(sys.argv),
-        "commit": _bench("table").commit(),  # short hash, "+dirty" when edited
+        "commit": started_at(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     return record | ({"device": device} if device else {})
@@ -1059,6 +1067,7 @@ def prepare(args, path: Path) -> tuple[dict, tuple]:
 
 
 def main(argv=None) -> None:
+    started_at()
     args = parse_args(argv)
     args.shard = _bench("table").parse_shard(args.shard)
     if args.report:

@@ -137,13 +137,15 @@ def without(argv: list[str], option: str) -> list[str]:
 
 
 def commit() -> str:
+    """HEAD's short hash, "+dirty" when a tracked file outside bench/tables is edited (the
+    results files there are what the runs themselves rewrite, not the code that ran)."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/tables"],
             cwd=root,
             capture_output=True,
             text=True,

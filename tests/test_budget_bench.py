@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
+import shutil
+import subprocess
 
 import pytest
-from conftest import load_bench
+from conftest import BENCH, load_bench
 
 budget_py = load_bench("budget")
 
@@ -490,3 +493,49 @@ def test_refit_rates_go_to_the_picks_of_the_named_budgets_only():
     assert [s for *_, s in budget_py.refit_jobs(plain, results)] == [1.0, 1.0]
     only = budget_py.parse_args(["--seeds", "1", "--refit-budgets", "1000"])
     assert [key for key, *_ in budget_py.refit_jobs(only, results)] == [("b_le1000", 1)]
+
+
+def test_a_record_names_the_commit_its_process_started_at(monkeypatch):
+    heads = iter(["abc1234", "def5678"])  # HEAD moves while the run trains
+
+    class Table:
+        @staticmethod
+        def commit():
+            return next(heads)
+
+    monkeypatch.setattr(budget_py, "_bench", lambda name: Table)
+    budget_py.started_at.cache_clear()
+    try:
+        assert budget_py.started_at() == "abc1234"
+        assert budget_py.stamp()["commit"] == "abc1234"
+    finally:
+        budget_py.started_at.cache_clear()
+
+
+def _module_at(path):
+    spec = importlib.util.spec_from_file_location("bench_table_copy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_files_rewritten_by_the_runs_do_not_make_the_code_dirty(tmp_path):
+    tables = tmp_path / "bench" / "tables"
+    tables.mkdir(parents=True)
+    shutil.copy(BENCH / "table.py", tmp_path / "bench" / "table.py")
+    (tables / "r.json").write_text("{}\n")
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)  # fmt: skip
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "x")
+    table = _module_at(tmp_path / "bench" / "table.py")
+    head = table.commit()
+    assert len(head) >= 7 and "+" not in head
+    (tables / "r.json").write_text('{"runs": 1}\n')  # a run recorded itself
+    assert table.commit() == head
+    (tmp_path / "bench" / "table.py").write_text("# edited\n")  # the code changed
+    assert table.commit() == f"{head}+dirty"
