@@ -940,8 +940,10 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--initial-design",
-        action="store_true",
-        help="the search with its initial design (search/design.py)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the search with its initial design (search/design.py), as by default "
+        "[default: on; files from before the option: off]",
     )
     parser.add_argument("--budgets", type=numbers(int), default=numbers(int)(BUDGETS))
     parser.add_argument("--seeds", type=int, default=3, help="refit seeds per pick")

@@ -171,7 +171,7 @@ QUICK = {
         "--train-samples", "300", "--eval-samples", "64",
     ],
     "The initial design vs none, live": [
-        "sampler_live.py", "--samplers", "tpe,tpe", "--new-settings", "initial_design=1",
+        "sampler_live.py", "--samplers", "tpe,tpe", "--old-settings", "initial_design=0",
         "--steps", "27", "--trials", "4", "--train-samples", "300", "--eval-samples", "64",
     ],
 }  # fmt: skip

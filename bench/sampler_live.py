@@ -21,9 +21,9 @@ the new over the old.
 
 The two may also be one sampler with other search settings: ``--new-settings`` and
 ``--old-settings`` set ``min_steps`` or ``initial_design`` (0/1) on one side only, e.g. the
-search with its initial design against the default: ``--samplers tpe,tpe --new-settings
-initial_design=1`` (bench/tables/sampler_design.md was made while the design was on by
-default, so with ``--old-settings initial_design=0``: the same two searches).
+search with its initial design (the default) against none: ``--samplers tpe,tpe
+--old-settings initial_design=0`` (bench/tables/sampler_design.md was made so, while the design
+was on by default, as it is again).
 
 Seeds can run side by side, one process each (``--json > seedK.json``, a torch thread each),
 and ``--merge seed0.json seed1.json [--save FILE]`` prints them as one run.

@@ -100,7 +100,7 @@ def optimize(
     max_params: int | None = None,
     early_stop: bool = True,
     early_stop_margin: float = 0.01,
-    initial_design: bool = False,
+    initial_design: bool | None = None,
     timeout_s: float | None = None,
     heartbeat_s: float = 30.0,
     tracking_uri: str | None = None,
@@ -117,16 +117,16 @@ def optimize(
     (default tpe). Several tasks (``task=[...]``, ``data`` one per task or one folder of task
     folders) run one study each and return one report each.
 
-    ``initial_design`` (default off) starts a new study with LoRA at its defaults on a ladder of
-    placements, from rank 2 on one block's query/value to rank 64 on every projection
-    (``search/design.py``).
+    ``initial_design`` (default on) starts a new study with known-good recipes on a ladder of
+    placements, from VeRA on one block's query/value to LoRA at rank 64 on every projection
+    (``search/design.py``); False leaves it out, True also says where it cannot apply.
 
     Multi-fidelity (default): each trial is evaluated at rungs ``max_steps``/``eta``^k down to
     ``min_steps`` (default R/27) and goes on past a rung only if it ranks in the top 1/eta
     there (Pareto layer, then hypervolume contribution); the others pause, and a later promotion
     continues them from their checkpoint (``trials`` counts configurations; once all have run,
-    each rung promotes its top ceil(n/eta) and as many again taken in turn from each decade of
-    params, until nothing goes on); ``max_steps`` (R, the full budget; ``steps`` alone means
+    each rung promotes its top ceil(n/eta) and as many again: its smallest, then others taken
+    in turn from each decade of params, until nothing goes on); ``max_steps`` (R, the full budget; ``steps`` alone means
     the same) defaults to 300, ``eta`` to 3, ``fidelity_signal`` to ``dev_loss`` (or
     ``dev_metric``); ``fidelity=False`` trains every trial to R. A resumed study keeps its own
     rungs.

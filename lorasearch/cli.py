@@ -218,10 +218,10 @@ def variants(as_json):
               "(a later promotion continues them); --no-fidelity trains every trial to R.")  # fmt: skip
 @click.option("--max-steps", type=int, help="The full budget R [default: --steps, 300].")
 @click.option("--min-steps", type=int, help="The lowest rung [default: R // 27, at least 5].")
-@click.option("--initial-design/--no-initial-design", default=False, show_default=True,
-              help="Start a new study with LoRA at its defaults on a ladder of placements, "
-              "from rank 2 on one block's query/value to rank 64 on every projection: a wider "
-              "front, for some hypervolume.")  # fmt: skip
+@click.option("--initial-design/--no-initial-design", default=None,
+              help="Start a new study with known-good recipes on a ladder of placements, from "
+              "VeRA on one block's query/value to LoRA at rank 64 on every projection: a wider "
+              "front [default: on].")  # fmt: skip
 @click.option("--eta", type=int, default=3, show_default=True,
               help="Rungs at R/eta^k; the top ~1/eta at a rung go on.")  # fmt: skip
 @click.option("--fidelity-signal", type=click.Choice(["dev_loss", "dev_metric"]),

@@ -1,29 +1,36 @@
-"""The search's first configurations (its initial design, ``--initial-design``): LoRA at its
-defaults on a ladder of placements, from one block's query/value at rank 2 to every projection
-at rank 64.
+"""The search's first configurations (its initial design, on by default; ``--no-initial-design``
+to leave it out): known-good recipes on a ladder of placements across the decades of trainable
+params, from VeRA on one block's query/value to LoRA at rank 64 on every projection.
 
 Why: TPE learns from the trials at the full budget R, and its first ones are small VeRAs (the
 small end wins the first rungs), so it draws VeRA again and again and the front's large end
-is left to chance (bench/tables/sampler_live.md). A ladder along the second objective gives it,
-from the start, one known-good recipe across the decades of params: rank 8 on query/value of
-every block (the LoRA paper's placement), its rank-2 form, that on the top block alone, this
-project's LoRA defaults (rank 8 on every projection) and rank 64 there. LoRA's other knobs are
-its defaults (lr 1e-3, alpha 2·rank, kaiming init, no rsLoRA). On MiniLM (SST-2's head
-included) the ladder is 3,842 / 19,202 / 74,498 / 338,690 / 2,704,130 trainable params.
+is left to chance (bench/tables/sampler_live.md): without the design, the SST-2 budget
+search's front at R = 810 (bench/tables/budget_sst2_r810s.json) ends at a 104k LoRA-FA; the
+one LoRA over 10^6 it drew (rank 51 on the feed-forward, OLoRA init, lr 2.4e-3) fell to the
+majority class (dev 0.554). The ladder gives it, from the start, one recipe per half-decade or
+so: rank 8 on query/value of every block (the LoRA paper's placement), its rank-2 form, that
+on the top block alone, this project's LoRA defaults (rank 8 on every projection) and rank 64
+there; below them VeRA at its defaults (rank 256, PEFT's too) on the top block's query/value,
+the smallest recipe a user would try. The other knobs are each variant's defaults (LoRA: lr
+1e-3, alpha 2·rank, kaiming init, no rsLoRA; VeRA: lr 1e-2, d_init 0.1). On MiniLM (SST-2's
+head included) the ladder is 2,050 / 3,842 / 19,202 / 74,498 / 338,690 / 2,704,130 trainable
+params: 3.12 decades.
 
-Why not by default: live on SST-2 (bench/sampler_live.py, 2 search seeds, 48 configurations,
-R = 270; bench/tables/sampler_design.md) the front spanned 2.16 decades on average against
-1.68 and took 0.76x the steps, but its hypervolume was 0.93x (lower at both seeds): once the
-design's rank-8 LoRA on every projection reaches R (dev 0.882, on both fronts), TPE draws
-LoRA-family configurations where it drew the small VeRAs that make most of the hypervolume.
-So it is for a search that must cover the large end (a budget table's ≤ 1M row), not the
-default.
+Why by default: on SST-2 at R = 810 with one search seed each (bench/budget.py, 48
+configurations, rungs from step 30), the search with the LoRA ladder (budget_sst2_d810) had a
+front of 2.93 decades (VeRA 3,180 to LoRA 2.7M, dev 0.780 to 0.900) against 1.64 without
+(budget_sst2_r810s, VeRA 2,374 to LoRA-FA 104k, dev 0.822 to 0.863), a hypervolume of 1.2539
+against 1.2064 (1.04x), for 9,165 training steps against 19,143 (0.48x; the second search ran
+half on a GPU before the end-of-search spread existed, half on a CPU with it). At R = 270 on
+8,000 rows (bench/sampler_live.py, two seeds, bench/tables/sampler_design.md) the same ladder
+lowered the hypervolume to 0.93x: trained that briefly, the LoRAs score no better than the small
+VeRAs that TPE then draws less. A search that is short on steps per trial can leave it out.
 
 A new study enqueues the ladder's points before anything is drawn (Optuna's ``enqueue_trial``;
-each is one of ``--trials``); a point the space cannot draw (no LoRA in ``--variants``, a rank
-or lr outside a space file's range) is left out, a knob the space fixes takes its fixed value
-(points that become the same are enqueued once), and under ``--max-params`` a point over the
-budget is left out.
+each is one of ``--trials``); a point the space cannot draw (its variant not in ``--variants``,
+a rank or lr outside a space file's range) is left out, a knob the space fixes takes its fixed
+value (points that become the same are enqueued once), and under ``--max-params`` a point over
+the budget is left out.
 """
 
 from __future__ import annotations
@@ -35,41 +42,43 @@ import optuna
 
 from lorasearch.adapters.knobs import Knob
 from lorasearch.adapters.lora import LoraConfig
+from lorasearch.adapters.vera import VeraConfig
 from lorasearch.spaces import SearchSpace
 
-VARIANT = "lora"
-_LORA = LoraConfig()
-# LoRA's defaults (adapters/lora.py): the knobs every ladder point shares.
-DEFAULTS: dict[str, Any] = {
-    "lr": _LORA.lr, "alpha_ratio": _LORA.alpha / _LORA.rank, "rslora": _LORA.rslora,
-    "init": _LORA.init,
+_LORA, _VERA = LoraConfig(), VeraConfig()
+# Each variant's knobs its ladder points share: its defaults (adapters/lora.py, adapters/vera.py).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "lora": {"lr": _LORA.lr, "alpha_ratio": _LORA.alpha / _LORA.rank, "rslora": _LORA.rslora,
+             "init": _LORA.init},
+    "vera": {"lr": _VERA.lr, "d_init": _VERA.d_init},
 }  # fmt: skip
-# (rank, targets, layers), fewest params first.
-LADDER: tuple[tuple[int, str, str], ...] = (
-    (2, "qv", "top-1"),
-    (2, "qv", "all"),
-    (8, "qv", "all"),
-    (8, "all", "all"),
-    (64, "all", "all"),
+# (variant, the knobs that place it), fewest params first.
+LADDER: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("vera", {"vera_rank": _VERA.vera_rank, "targets": "qv", "layers": "top-1"}),
+    ("lora", {"rank": 2, "targets": "qv", "layers": "top-1"}),
+    ("lora", {"rank": 2, "targets": "qv", "layers": "all"}),
+    ("lora", {"rank": 8, "targets": "qv", "layers": "all"}),
+    ("lora", {"rank": 8, "targets": "all", "layers": "all"}),
+    ("lora", {"rank": 64, "targets": "all", "layers": "all"}),
 )
-DESIGN_ATTR = "initial_design"  # a trial's index in the ladder
+DESIGN_ATTR = "initial_design"  # a trial's index among the design's enqueued points
 
 
 def design_points(space: SearchSpace) -> list[dict[str, Any]]:
     """The ladder's points the space can draw, as Optuna params (``variant``, ``lora.rank``, ...),
     with the knobs the space fixes left to it; duplicates once."""
-    knobs = space.knobs.get(VARIANT)
-    if knobs is None:
-        return []
     points: list[dict[str, Any]] = []
-    for rank, targets, layers in LADDER:
-        wanted = DEFAULTS | {"rank": rank, "targets": targets, "layers": layers}
+    for variant, placed in LADDER:
+        knobs = space.knobs.get(variant)
+        if knobs is None:
+            continue
+        wanted = DEFAULTS[variant] | placed
         point = {name: value for name, value in wanted.items() if name in knobs}
         if not all(_drawable(knobs[name], value) for name, value in point.items()):
             continue
-        params = {f"{VARIANT}.{n}": v for n, v in point.items() if knobs[n].fixed is None}
+        params = {f"{variant}.{n}": v for n, v in point.items() if knobs[n].fixed is None}
         if len(space.variants) > 1:
-            params = {"variant": VARIANT} | params
+            params = {"variant": variant} | params
         if params not in points:
             points.append(params)
     return points
@@ -79,18 +88,18 @@ def enqueue_design(
     study: optuna.Study,
     space: SearchSpace,
     limit: int,
-    fits: Callable[[dict[str, Any]], bool] = lambda knobs: True,
+    fits: Callable[[str, dict[str, Any]], bool] = lambda variant, knobs: True,
 ) -> list[dict[str, Any]]:
     """Enqueue up to ``limit`` of the ladder's points on a new ``study``; ``fits`` takes a point's
-    search knobs (the variant's own names, the space's fixed ones included) and says whether it
-    is within the budget. Returns the points enqueued."""
-    chosen = [p for p in design_points(space) if fits(own_knobs(p))][:limit]
+    variant and search knobs (the variant's own names, the space's fixed ones not included) and
+    says whether it is within the budget. Returns the points enqueued."""
+    chosen = [p for p in design_points(space) if fits(*own_knobs(p, space))][:limit]
     for index, params in enumerate(chosen):
         study.enqueue_trial(params, user_attrs={DESIGN_ATTR: index}, skip_if_exists=False)
     return chosen
 
 
-def describe(study: optuna.Study) -> str:
+def describe(study: optuna.Study, space: SearchSpace) -> str:
     """The design's points still waiting to run, in a line ("" when none)."""
     waiting = [
         t.system_attrs.get("fixed_params", {})
@@ -99,21 +108,23 @@ def describe(study: optuna.Study) -> str:
     ]
     if not waiting:
         return ""
-    shown = [
-        " ".join(str(knobs[k]) for k in ("rank", "targets", "layers") if k in knobs)
-        for knobs in map(own_knobs, waiting)
-    ]
+    shown = []
+    for variant, knobs in (own_knobs(p, space) for p in waiting):
+        placed = next(dict(p) for v, p in LADDER if v == variant)  # the knobs that tell them apart
+        shown.append(" ".join([variant, *(str(knobs[k]) for k in placed if k in knobs)]))
     return (
-        f"initial design: {len(waiting)} LoRA configuration{'s' * (len(waiting) != 1)} first "
-        "(rank, targets, layers: "
-        f"{'; '.join(shown)}; then the sampler's)"
+        f"initial design: {len(waiting)} configuration{'s' * (len(waiting) != 1)} first "
+        f"(variant, rank, targets, layers: {'; '.join(shown)}; then the sampler's)"
     )
 
 
-def own_knobs(params: dict[str, Any]) -> dict[str, Any]:
-    """A point's params in the variant's knob names (``lora.rank`` -> ``rank``)."""
-    prefix = f"{VARIANT}."
-    return {name.removeprefix(prefix): v for name, v in params.items() if name.startswith(prefix)}
+def own_knobs(params: dict[str, Any], space: SearchSpace) -> tuple[str, dict[str, Any]]:
+    """A point's variant and its params in the variant's knob names (``lora.rank`` -> ``rank``);
+    a one-variant space draws no ``variant``."""
+    variant = params.get("variant", space.variants[0])
+    prefix = f"{variant}."
+    knobs = {name.removeprefix(prefix): v for name, v in params.items() if name.startswith(prefix)}
+    return variant, knobs
 
 
 def _drawable(knob: Knob, value: Any) -> bool:

@@ -67,7 +67,9 @@ def run_search(
     offset = len(study.trials)  # the sampler's seed offset: a resumed study draws anew
     _check_or_record(study, fixed, task, config, progress)
     study.sampler = make_sampler(config, offset)
-    schedule = "\n".join(filter(None, [config.schedule(fixed.train), design.describe(study)]))
+    schedule = "\n".join(
+        filter(None, [config.schedule(fixed.train), design.describe(study, config.space)])
+    )
     progress.search_started(study, mask_url(storage_url(config.storage)), config.space, schedule)
     tracker.start_study(study, *_run_record(study, fixed, config))
     record = records.StudyRecord.of(study)
@@ -217,14 +219,15 @@ def _check_or_record(
             progress.warning(
                 f"--initial-design starts a new study; '{study.study_name}' goes on without it"
             )
+        config.initial_design = bool(record.settings.get("initial_design"))  # (its own, kept)
         records.write_search(study, config.space, config.settings())
         return
     config.pin_rungs(fixed.train.steps)
     records.write_search(study, config.space, config.settings())  # before `fixed`, which ends
-    if config.initial_design and not study.trials:  # (a study made elsewhere may hold some)
-        if not _enqueue_design(study, fixed, config):
+    if config.design and not study.trials:  # (a study made elsewhere may hold some)
+        if not _enqueue_design(study, fixed, config) and config.initial_design:
             progress.warning(
-                "--initial-design: none of its LoRA configurations fits this space "
+                "--initial-design: none of its configurations fits this space "
                 "(--variants, a space file's ranges) or --max-params"
             )
     _, loaded = load_inputs(fixed.data, fixed.model)  # the record: whoever sees it sees all
@@ -242,11 +245,11 @@ def _enqueue_design(study: optuna.Study, fixed: Fixed, config: SearchConfig) -> 
     study's first trials, at most ``--trials`` of them; returns how many."""
     space, steps = config.space, fixed.train.steps
 
-    def fits(knobs: dict) -> bool:
+    def fits(variant: str, knobs: dict) -> bool:
         if config.max_params is None:
             return True
-        own = space.adapter_knobs(design.VARIANT, knobs, steps)
-        return planned_trainable(fixed, design.VARIANT, own) <= config.max_params
+        own = space.adapter_knobs(variant, knobs, steps)
+        return planned_trainable(fixed, variant, own) <= config.max_params
 
     return len(design.enqueue_design(study, space, config.trials, fits))
 

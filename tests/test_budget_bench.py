@@ -258,9 +258,9 @@ def test_min_steps_reaches_the_search_and_is_named_in_the_report(tmp_path, monke
     storage = f"sqlite:///{tmp_path / 's.db'}"
     with pytest.raises(lorasearch.LorasearchError, match="stop here"):
         budget_py.run_search(args, tmp_path / "b.json", {}, storage, "b", 4)
-    assert (seen["min_steps"], seen["steps"], seen["initial_design"]) == (90, 810, False)
+    assert (seen["min_steps"], seen["steps"], seen["initial_design"]) == (90, 810, True)
     assert budget_py.parse_args([]).min_steps is None  # the search's own default
-    assert budget_py.parse_args(["--initial-design"]).initial_design is True
+    assert budget_py.parse_args(["--no-initial-design"]).initial_design is False
     results = copy.deepcopy(RESULTS)
     results["settings"] |= {"min_steps": 90, "initial_design": True}
     text = budget_py.render(results)

@@ -1,13 +1,14 @@
-"""The initial design (``--initial-design``): a new study's first trials are LoRA at its defaults
-on a ladder of placements, fewest params first; what the space cannot draw or the budget forbids
-is left out, and a resumed study, a study that holds trials, or a search without the option gets
-none."""
+"""The initial design (on by default): a new study's first trials are VeRA and LoRA at their
+defaults on a ladder of placements, fewest params first; what the space cannot draw or the budget
+forbids is left out, and a resumed study, a study that holds trials, or a search with
+``--no-initial-design`` gets none."""
 
 import optuna
 import pytest
-from conftest import toy_fixed
+from conftest import tiny_config, toy_fixed
 
 from lorasearch.adapters import build_adapter
+from lorasearch.search import records
 from lorasearch.search.config import SearchConfig
 from lorasearch.search.design import (
     DEFAULTS,
@@ -24,19 +25,29 @@ from lorasearch.training.trial import Trial, planned_counts
 
 
 def _ladder_params(space: SearchSpace) -> list[tuple]:
-    return [(p["lora.rank"], p["lora.targets"], p["lora.layers"]) for p in design_points(space)]
+    return [(p["lora.rank"], p["lora.targets"], p["lora.layers"])
+            for p in design_points(space) if "lora.rank" in p]  # fmt: skip
 
 
-def test_the_ladder_is_lora_at_its_defaults_within_the_default_space():
+LORA_LADDER = [(k["rank"], k["targets"], k["layers"]) for v, k in LADDER if v == "lora"]
+
+
+def test_the_ladder_is_vera_then_lora_at_their_defaults_within_the_default_space():
     space = SearchSpace.default()
     points = design_points(space)
-    assert _ladder_params(space) == list(LADDER)
-    lora = build_adapter("lora").config  # the variant's own defaults
-    assert DEFAULTS == {"lr": lora.lr, "alpha_ratio": lora.alpha / lora.rank,
-                        "rslora": lora.rslora, "init": lora.init}  # fmt: skip
-    for point in points:
-        assert point["variant"] == "lora"
-        assert {k: point[f"lora.{k}"] for k in DEFAULTS} == DEFAULTS
+    assert [p["variant"] for p in points] == ["vera"] + ["lora"] * 5
+    assert _ladder_params(space) == LORA_LADDER
+    lora, vera = build_adapter("lora").config, build_adapter("vera").config  # their own defaults
+    assert DEFAULTS == {
+        "lora": {"lr": lora.lr, "alpha_ratio": lora.alpha / lora.rank, "rslora": lora.rslora,
+                 "init": lora.init},
+        "vera": {"lr": vera.lr, "d_init": vera.d_init},
+    }  # fmt: skip
+    assert points[0] == {"variant": "vera", "vera.lr": vera.lr, "vera.d_init": vera.d_init,
+                         "vera.vera_rank": vera.vera_rank, "vera.targets": "qv",
+                         "vera.layers": "top-1"}  # fmt: skip
+    for point in points[1:]:
+        assert {k: point[f"lora.{k}"] for k in DEFAULTS["lora"]} == DEFAULTS["lora"]
         knobs = space.adapter_knobs(
             "lora", {k[5:]: v for k, v in point.items() if k != "variant"}, 300
         )
@@ -45,13 +56,14 @@ def test_the_ladder_is_lora_at_its_defaults_within_the_default_space():
 
 
 def test_what_the_space_cannot_draw_is_left_out_and_fixed_knobs_are_its_own():
-    assert design_points(SearchSpace.default(["vera", "dora"])) == []
+    assert design_points(SearchSpace.default(["dora", "adalora"])) == []
+    assert [p["variant"] for p in design_points(SearchSpace.default(["vera", "dora"]))] == ["vera"]
     narrow = SearchSpace.default().override({"lora": {"rank": {"low": 4, "high": 16}}})
     assert _ladder_params(narrow) == [(8, "qv", "all"), (8, "all", "all")]
-    low_lr = SearchSpace.default().override({"all": {"lr": {"low": 1e-5, "high": 5e-4}}})
+    low_lr = SearchSpace.default(["lora"]).override({"all": {"lr": {"low": 1e-5, "high": 5e-4}}})
     assert design_points(low_lr) == []
     # targets fixed to qv: the points take it from the space, and those alike are one
-    fixed = SearchSpace.default().override({"lora": {"targets": "qv"}})
+    fixed = SearchSpace.default(["lora"]).override({"lora": {"targets": "qv"}})
     points = design_points(fixed)
     assert all("lora.targets" not in p for p in points)
     assert [(p["lora.rank"], p["lora.layers"]) for p in points] == [
@@ -61,48 +73,68 @@ def test_what_the_space_cannot_draw_is_left_out_and_fixed_knobs_are_its_own():
 
 def test_enqueued_first_in_order_up_to_the_limit_and_within_the_budget():
     space = SearchSpace.default()
+
+    def fits(variant, knobs):
+        return variant == "lora" and knobs["rank"] < 64
+
     study = optuna.create_study(directions=["maximize", "minimize"])
-    chosen = enqueue_design(study, space, 3, fits=lambda knobs: knobs["rank"] < 64)
+    chosen = enqueue_design(study, space, 3, fits=fits)
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert [t.system_attrs["fixed_params"] for t in waiting] == chosen == design_points(space)[:3]
+    assert [t.system_attrs["fixed_params"] for t in waiting] == chosen == design_points(space)[1:4]
     assert [t.user_attrs[DESIGN_ATTR] for t in waiting] == [0, 1, 2]
-    assert describe(study).startswith(
-        "initial design: 3 LoRA configurations first (rank, targets, layers: 2 qv top-1; "
-        "2 qv all; 8 qv all;"
+    assert describe(study, space) == (
+        "initial design: 3 configurations first (variant, rank, targets, layers: lora 2 qv top-1; "
+        "lora 2 qv all; lora 8 qv all; then the sampler's)"
     )
-    assert describe(optuna.create_study(directions=["maximize", "minimize"])) == ""
+    assert describe(optuna.create_study(directions=["maximize", "minimize"]), space) == ""
     study = optuna.create_study(directions=["maximize", "minimize"])
-    assert len(enqueue_design(study, space, 10, fits=lambda knobs: knobs["rank"] < 64)) == 4
+    assert len(enqueue_design(study, space, 10, fits=fits)) == 4
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    enqueue_design(study, space, 2)
+    assert describe(study, space).startswith(
+        "initial design: 2 configurations first (variant, rank, targets, layers: "
+        "vera 256 qv top-1; lora 2 qv top-1;"
+    )
 
 
 @pytest.fixture(scope="module")
 def searched(toy_data, tiny_bert, tmp_path_factory):
-    """Three trials of a new study over LoRA and VeRA on tiny BERT, to R = 9 (no rungs)."""
+    """Four trials of a new study over LoRA and VeRA on tiny BERT, to R = 9 (no rungs), the
+    design on as by default."""
     fixed = toy_fixed(toy_data, tiny_bert, steps=9)
     storage = f"sqlite:///{tmp_path_factory.mktemp('design') / 'study.db'}"
     space = SearchSpace.default(["lora", "vera"])
-    config = SearchConfig(trials=3, space=space, storage=storage, study_name="d",
-                          fidelity=False, early_stop=False, initial_design=True)  # fmt: skip
+    config = SearchConfig(trials=4, space=space, storage=storage, study_name="d",
+                          fidelity=False, early_stop=False)  # fmt: skip
     return fixed, storage, space, run_search(fixed, config)
 
 
 def test_a_new_study_starts_with_the_ladder_fewest_params_first(searched):
     fixed, _, space, study = searched
     trials = trial_records(study)
-    assert [t.knobs["rank"] for t in trials] == [r for r, _, _ in LADDER[:3]]
-    assert [t.knobs["targets"] for t in trials] == [t for _, t, _ in LADDER[:3]]
+    assert [(t.variant, t.knobs["targets"], t.knobs["layers"]) for t in trials] == [
+        (v, k["targets"], k["layers"]) for v, k in LADDER[:4]
+    ]
+    assert trials[0].knobs["vera_rank"] == LADDER[0][1]["vera_rank"]
+    assert [t.knobs["rank"] for t in trials[1:]] == [k["rank"] for _, k in LADDER[1:4]]
     params = [t.trainable_params for t in trials]
-    assert params == sorted(params) and len(set(params)) == 3
+    # VeRA trains r + d_out a module: the fewest on MiniLM (hidden 384), not on tiny BERT (32)
+    hidden = tiny_config("bert", 8).hidden_size
+    head = trials[1].trainable_params - 2 * 2 * (hidden + hidden)  # LoRA r2 on q, v of a block
+    assert params[0] == 2 * (LADDER[0][1]["vera_rank"] + hidden) + head
+    assert params[1:] == sorted(params[1:]) and len(set(params)) == 4
     assert all(t.state == "COMPLETE" for t in trials)
-    assert len(study.trials) == 3  # --trials 3: nothing of the ladder left waiting
-    # the rest of the ladder grows too: every point's planned count is above the last
+    assert len(study.trials) == 4  # --trials 4: nothing of the ladder left waiting
+    # the rest of the LoRA ladder grows too: every point's planned count is above the last
     counts = []
     for point in design_points(space):
-        knobs = space.adapter_knobs("lora", {k[5:]: v for k, v in point.items() if "." in k}, 9)
-        spec = Trial(fixed.data, fixed.model, build_adapter("lora", **knobs), fixed.train)
+        variant = point["variant"]
+        own = {k.split(".", 1)[1]: v for k, v in point.items() if "." in k}
+        knobs = space.adapter_knobs(variant, own, 9)
+        spec = Trial(fixed.data, fixed.model, build_adapter(variant, **knobs), fixed.train)
         counts.append(planned_counts(spec).trainable)
-    assert counts == sorted(counts) and len(set(counts)) == len(counts)
-    assert counts[:3] == params
+    assert counts[1:] == sorted(counts[1:]) and len(set(counts)) == len(counts)
+    assert counts[:4] == params
 
 
 def test_a_resumed_study_and_no_initial_design_draw_from_the_sampler(searched):
@@ -110,10 +142,17 @@ def test_a_resumed_study_and_no_initial_design_draw_from_the_sampler(searched):
     config = SearchConfig(trials=1, space=space, storage=storage, study_name="d",
                           fidelity=False, early_stop=False, initial_design=True)  # fmt: skip
     resumed = run_search(fixed, config)
-    assert len(resumed.trials) == 4 and DESIGN_ATTR not in resumed.trials[-1].user_attrs
+    assert len(resumed.trials) == 5 and DESIGN_ATTR not in resumed.trials[-1].user_attrs
     off = SearchConfig(trials=1, space=space, storage=storage, study_name="off",
-                       fidelity=False, early_stop=False)  # fmt: skip
-    assert DESIGN_ATTR not in run_search(fixed, off).trials[0].user_attrs  # the default: none
+                       fidelity=False, early_stop=False, initial_design=False)  # fmt: skip
+    study = run_search(fixed, off)
+    assert DESIGN_ATTR not in study.trials[0].user_attrs
+    assert records.StudyRecord.of(study).settings["initial_design"] is False
+    again = SearchConfig(trials=1, space=space, storage=storage, study_name="off",
+                         fidelity=False, early_stop=False)  # fmt: skip
+    study = run_search(fixed, again)  # resumed by default: its record keeps its own setting
+    assert len(study.trials) == 2 and DESIGN_ATTR not in study.trials[1].user_attrs
+    assert records.StudyRecord.of(study).settings["initial_design"] is False
 
 
 def test_a_budget_leaves_out_the_points_above_it(toy_data, tiny_bert):
@@ -151,13 +190,15 @@ def test_a_design_that_cannot_apply_is_said(toy_data, tiny_bert, tmp_path):
         Warnings.said = []
         return run_search(fixed, config, Warnings()), Warnings.said
 
-    study, said = search(["vera"], "v", True)
-    assert said == ["--initial-design: none of its LoRA configurations fits this space "
+    study, said = search(["dora"], "v", True)
+    assert said == ["--initial-design: none of its configurations fits this space "
                     "(--variants, a space file's ranges) or --max-params"]  # fmt: skip
     assert DESIGN_ATTR not in study.trials[0].user_attrs
+    assert search(["dora"], "quiet", None)[1] == []  # by default: on where it applies, quietly
     search(["lora"], "plain", False)
     _, said = search(["lora"], "plain", True)  # resumed: a study is not started again
     assert said == ["--initial-design starts a new study; 'plain' goes on without it"]
+    assert search(["lora"], "plain", None)[1] == []
     search(["lora"], "ladder", True)
     _, said = search(["lora"], "ladder", True)  # resumed with its own design: nothing to say
     assert said == []

@@ -21,6 +21,7 @@ from lorasearch.cli import main
 from lorasearch.search import objective as objective_module
 from lorasearch.search.checkpoints import study_root
 from lorasearch.search.config import SearchConfig
+from lorasearch.search.design import DESIGN_ATTR
 from lorasearch.search.fidelity import rung_steps
 from lorasearch.search.records import StudyRecord, TrialRecord, trial_records
 from lorasearch.search.study import run_search
@@ -336,8 +337,11 @@ def test_ctrl_c_ends_the_trial_keeps_the_study_consistent_and_exits_130(
     assert err.strip().splitlines()[-1] == "lorasearch: interrupted"
     assert "Traceback" not in err
     study = optuna.load_study(study_name="c", storage=storage)
-    *earlier, last = study.trials  # (trials with long runs: the interrupt lands in training)
+    started = [t for t in study.trials if t.state != TrialState.WAITING]
+    *earlier, last = started  # (trials with long runs: the interrupt lands in training)
     assert last.state == TrialState.FAIL
+    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert all(DESIGN_ATTR in t.user_attrs for t in waiting)  # the design's rest: run on resume
     # before it, only trials that failed on a bad draw (a rank PiSSA cannot take on the tiny model)
     assert all("needs rank <=" in TrialRecord.of(t).reason for t in earlier)
     assert TrialRecord.of(last).reason == "interrupted (Ctrl-C)"

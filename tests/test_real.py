@@ -56,11 +56,13 @@ def test_search_best_export_reproduces_the_recorded_test_metric_with_peft(
     from lorasearch.cli import main
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
+    # Drawn by the sampler: the initial design's first (rank 2 on one block at lr 1e-3) is
+    # still at chance at step 60 (test 0.509).
     code = main(
         ["search", "--task", "sst2", "--data", str(shared_data / "sst2"), "--variants", "lora",
          "--trials", "1", "--no-fidelity", "--steps", "60", "--eval-samples", "300",
          "--max-length", "32", "--study", "real",
-         "--storage", storage, "--json"]
+         "--storage", storage, "--json", "--no-initial-design"]
     )  # fmt: skip
     assert code == 0
     capsys.readouterr()

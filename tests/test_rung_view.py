@@ -180,7 +180,7 @@ def test_sampler_live_passes_its_samplers_and_lowest_rung_to_the_search(tmp_path
 
     def run_search(fixed, config):
         seen.update(sampler=config.sampler, min_steps=config.min_steps, steps=fixed.train.steps,
-                    design=config.initial_design)  # fmt: skip
+                    design=config.design)  # fmt: skip
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(live, "run_search", run_search)
@@ -188,12 +188,12 @@ def test_sampler_live_passes_its_samplers_and_lowest_rung_to_the_search(tmp_path
                            min_steps=30)  # fmt: skip
     with pytest.raises(RuntimeError, match="stop here"):
         live.study(tmp_path, "balanced", 0, args)
-    assert seen == {"sampler": "balanced", "min_steps": 30, "steps": 270, "design": False}
-    new = live.side_settings("min_steps=10,initial_design=1")  # one side's own settings
+    assert seen == {"sampler": "balanced", "min_steps": 30, "steps": 270, "design": True}
+    new = live.side_settings("min_steps=10,initial_design=0")  # one side's own settings
     with pytest.raises(RuntimeError, match="stop here"):
         live.study(tmp_path, "tpe", 0, args, new)
-    assert seen == {"sampler": "tpe", "min_steps": 10, "steps": 270, "design": True}
-    assert live.label("tpe", new) == "tpe min_steps=10 initial_design=1"
+    assert seen == {"sampler": "tpe", "min_steps": 10, "steps": 270, "design": False}
+    assert live.label("tpe", new) == "tpe min_steps=10 initial_design=0"
     for bad in ("min_steps", "eta=3", "min_steps=x"):
         with pytest.raises(LorasearchError, match="settings: "):
             live.side_settings(bad)

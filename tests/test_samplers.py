@@ -93,6 +93,7 @@ def test_a_search_with_the_balanced_sampler(toy_data, tiny_bert, tmp_path):
     config = SearchConfig(
         trials=4, space=SearchSpace.default(["lora", "vera"]), sampler="balanced",
         storage=f"sqlite:///{tmp_path / 'b.db'}", study_name="b", early_stop=False,
+        initial_design=False,  # (its points would come first)
     )  # fmt: skip
     fixed = toy_fixed(toy_data, tiny_bert, steps=9, eval_every=9)
     study = run_search(fixed, config, tracker=NoTracking())
