@@ -125,8 +125,8 @@ def optimize(
     ``min_steps`` (default R/27) and goes on past a rung only if it ranks in the top 1/eta
     there (Pareto layer, then hypervolume contribution); the others pause, and a later promotion
     continues them from their checkpoint (``trials`` counts configurations; once all have run,
-    each rung promotes its top ceil(n/eta) and as many again: its smallest, then others taken
-    in turn from each decade of params, until nothing goes on); ``max_steps`` (R, the full budget; ``steps`` alone means
+    each rung promotes its top ceil(n/eta) and as many again taken in turn from each decade of
+    params, until nothing goes on); ``max_steps`` (R, the full budget; ``steps`` alone means
     the same) defaults to 300, ``eta`` to 3, ``fidelity_signal`` to ``dev_loss`` (or
     ``dev_metric``); ``fidelity=False`` trains every trial to R. A resumed study keeps its own
     rungs.

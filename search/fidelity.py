@@ -49,13 +49,12 @@ The rule, for the ``n`` points recorded at a rung:
   GPU before the spread existed and continued with it on a CPU, went from a front of four
   VeRAs of 2.4-3.0k params (0.10 decades, best dev 0.840) to eight points up to a 104k LoRA-FA
   (1.64 decades, best dev 0.863), for 53% more training steps (12,483 to 19,143).
-- The spread takes each rung's smallest point first (:func:`spread`): whatever its signal it is
-  the front's small end, and the only answer to the smallest ``--max-params``, but a low signal
-  ranks it last in its decade, so the round-robin could leave it paused. Replayed (bench/replay.py
-  on both learning-curve tables, 30 seeds, budget 16 R) nothing changed, hypervolume, steps and
-  span to the digit: there the smallest configurations reached R anyway. It is a guarantee for
-  the searches over placements, whose smallest configurations (a VeRA on one block) score low
-  at the first rungs.
+  Tried and not kept: the rung's smallest point first in the spread (the front's small end
+  whatever its signal, as NSGA-II's crowding distance keeps a front's ends). Replayed on both
+  learning-curve tables (30 seeds, budget 16 R) it changed nothing; live (SST-2, R = 810, the
+  initial design, 48 configurations) it took one of the top rung's 4 spread places (10 points)
+  from the design's 2.7M LoRA, the only point of its decade, to send a 1,580-param VeRA to R
+  beside the 1,592-param one already there: the front ended at a 19k LoRA (1.08 decades).
 - Ties: an identical point (same signal, same params) never dominates; equal contributions go
   to the better signal, then the lower trial number (deterministic).
 
@@ -239,26 +238,15 @@ def promotions(
 
 
 def spread(points: list[RungPoint], count: int) -> list[RungPoint]:
-    """``count`` of ``points``: first the smallest (ties: :func:`ranked`'s first), then the rest
-    round-robin over their params decades (``floor(log10)``): each decade's first by
-    :func:`ranked` among its own, then each decade's second, and so on; inside a round, in
-    :func:`ranked`'s order over all the points.
-
-    The smallest goes first because it is the front's small end whatever its signal (nothing
-    smaller can dominate it) and the only answer to the smallest budgets, while its
-    contribution, when its signal is low, ranks it last in its decade (NSGA-II's crowding
-    distance keeps a front's ends first for the same reason)."""
+    """``count`` of ``points`` taken round-robin over their params decades (``floor(log10)``):
+    each decade's first by :func:`ranked` among its own, then each decade's second, and so on;
+    inside a round, in :func:`ranked`'s order over all the points."""
     overall = {p.number: i for i, p in enumerate(ranked(points))}
     decades: dict[int, list[RungPoint]] = {}
     for p in points:
         decades.setdefault(int(math.log10(max(p.params, 1))), []).append(p)
     turn = {p.number: i for group in decades.values() for i, p in enumerate(ranked(group))}
-    order = sorted(points, key=lambda p: (turn[p.number], overall[p.number]))
-    if order:
-        smallest = min(order, key=lambda p: (p.params, overall[p.number]))
-        order.remove(smallest)
-        order.insert(0, smallest)
-    return order[:count]
+    return sorted(points, key=lambda p: (turn[p.number], overall[p.number]))[:count]
 
 
 def promotable(

@@ -24,8 +24,7 @@ a new one), on Optuna trials, which cannot be paused:
   that the best configurations of the last, unfilled rungs reach the full budget (as the last
   bracket of synchronous successive halving rounds up) and a short search ends with at least
   eta trials at the full budget rather than one; and as many again spread over the params
-  decades (``fidelity.spread``, the rung's smallest first), so the front's large end reaches
-  it too, and its small end is the smallest configuration drawn; until nothing more
+  decades (``fidelity.spread``), so the front's large end reaches it too; until nothing more
   is promoted.
 
 Why pause rather than promote the first arrivals (Optuna's ``SuccessiveHalvingPruner`` promotes

@@ -155,30 +155,6 @@ def test_the_end_of_a_search_also_spreads_over_params_decades():
     assert promotions([p(7, float("nan"), 10**6), *small], 3, final=True) == ranked(small)[:3]
 
 
-def test_the_end_of_a_search_sends_the_smallest_on_first():
-    """The smallest point is the front's small end whatever its signal: the spread takes it
-    first, though its decade ranks it last, so a search's front reaches its smallest drawn."""
-    points = [p(0, 0.9, 3000), p(1, 0.85, 4000), p(2, 0.88, 5000), p(3, 0.6, 1500),
-              p(4, 0.7, 200_000), p(5, 0.95, 50_000)]  # fmt: skip
-    decade = ranked([q for q in points if q.params < 10_000])
-    assert decade[0] == points[0] and decade.index(points[3]) > 0  # not its decade's first
-    firsts = {decade[0].number, 5, 4}  # each decade's first: round 1 of the round-robin
-    assert spread(points, 1) == [points[3]]
-    assert {q.number for q in spread(points, 4)} == {3} | firsts
-    # 3 (ceil(6 / 3), at least eta) of the ranking, the front here, then as many spread: the
-    # smallest, already in, then the round-robin's first two (the count is not raised by it)
-    chosen = promotions(points, 3, final=True)
-    assert {q.number for q in chosen} == {0, 3, 5}
-    inner = [p(0, 0.9, 3000), p(2, 0.88, 5000), p(3, 0.6, 1500), p(4, 0.7, 200_000),
-             p(6, 0.85, 2000), p(5, 0.95, 50_000)]  # fmt: skip
-    assert inner[2] not in promotions(inner, 3)  # an inner rung: the ranking alone
-    assert inner[2] in promotions(inner, 3, final=True)
-    # ties in size: the better ranked of them; NaN never (promotions drops it first)
-    twin = p(6, 0.65, 1500)
-    assert spread([*points, twin], 1) == [twin]
-    assert points[3] in promotions([p(7, float("nan"), 100), *points], 3, final=True)
-
-
 def test_matches_optuna_on_one_objective():
     """With every trial the same size and at least eta of them, the rule is Optuna's
     SuccessiveHalvingPruner's (which also sends on the best of fewer: here they wait)."""
