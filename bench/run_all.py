@@ -105,7 +105,7 @@ FULL = {
         "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
         "bench/tables/budget_sst2_r810s.json", "bench/tables/budget_agnews_d810.json",
         "bench/tables/budget_agnews_d810_long.json", "bench/tables/budget_agnews_d810_6ep.json",
-        "bench/tables/budget_sst2_d810.json",
+        "bench/tables/budget_sst2_d810.json", "bench/tables/budget_sst2_default.json",
     ],
     "Many workers: 1 vs 2 on one PostgreSQL study": ["workers.py", "--trials", "6", "--steps", "20"],
     "Batch prediction vs PEFT + transformers pipeline": ["predict_throughput.py", "--threads", "1"],
@@ -156,7 +156,7 @@ QUICK = {
         "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
         "bench/tables/budget_sst2_r810s.json", "bench/tables/budget_agnews_d810.json",
         "bench/tables/budget_agnews_d810_long.json", "bench/tables/budget_agnews_d810_6ep.json",
-        "bench/tables/budget_sst2_d810.json",
+        "bench/tables/budget_sst2_d810.json", "bench/tables/budget_sst2_default.json",
     ],
     "Batch prediction vs PEFT + transformers pipeline": [
         "predict_throughput.py", "--rows", "256", "--steps", "5", "--repeats", "1", "--threads", "1",

@@ -35,8 +35,8 @@ class SearchConfig:
     total: bool = False  # trials = the study's target of ended trials, not how many to add
     heartbeat_s: float = 30.0  # a silent worker's trial is failed after 2 heartbeats (and retried)
     # A new study's first trials: known-good recipes on a ladder of placements across the params
-    # decades (search/design.py). On SST-2 at R = 810 it widened the front from 1.64 to 2.93
-    # decades and raised its hypervolume 1.04x for 0.48x the steps (one seed each). None: on,
+    # decades (search/design.py). On SST-2 at R = 810 it widened the front from 1.64 to 3.23
+    # decades and raised its hypervolume 1.08x for 0.49x the steps (one seed each). None: on,
     # and quiet where it cannot apply; True says so; False leaves it out.
     initial_design: bool | None = None
     # Multi-fidelity (search/fidelity.py): rungs at R/eta^k .. R (R = the trials' steps), down to

@@ -17,11 +17,13 @@ head included) the ladder is 2,050 / 3,842 / 19,202 / 74,498 / 338,690 / 2,704,1
 params: 3.12 decades.
 
 Why by default: on SST-2 at R = 810 with one search seed each (bench/budget.py, 48
-configurations, rungs from step 30), the search with the LoRA ladder (budget_sst2_d810) had a
-front of 2.93 decades (VeRA 3,180 to LoRA 2.7M, dev 0.780 to 0.900) against 1.64 without
-(budget_sst2_r810s, VeRA 2,374 to LoRA-FA 104k, dev 0.822 to 0.863), a hypervolume of 1.2539
-against 1.2064 (1.04x), for 9,165 training steps against 19,143 (0.48x; the second search ran
-half on a GPU before the end-of-search spread existed, half on a CPU with it). At R = 270 on
+configurations, rungs from step 30), the search with this ladder (budget_sst2_default, the
+default settings) had a front of 3.23 decades (VeRA 1,592 to the ladder's 2.7M LoRA, dev 0.814
+to 0.900) and a hypervolume of 1.3031 for 9,324 training steps; with the LoRA ladder alone
+(budget_sst2_d810) 2.93 decades (VeRA 3,180 to the same LoRA), 1.2539 for 9,165 steps; without
+a design (budget_sst2_r810s) 1.64 decades (VeRA 2,374 to LoRA-FA 104k, dev 0.822 to 0.863),
+1.2064 for 19,143 steps (it ran half on a GPU before the end-of-search spread existed, half on
+a CPU with it). So 1.08x the hypervolume for 0.49x the steps, and twice the span. At R = 270 on
 8,000 rows (bench/sampler_live.py, two seeds, bench/tables/sampler_design.md) the same ladder
 lowered the hypervolume to 0.93x: trained that briefly, the LoRAs score no better than the small
 VeRAs that TPE then draws less. A search that is short on steps per trial can leave it out.
