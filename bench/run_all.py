@@ -106,6 +106,7 @@ FULL = {
         "bench/tables/budget_sst2_r810s.json", "bench/tables/budget_agnews_d810.json",
         "bench/tables/budget_agnews_d810_long.json", "bench/tables/budget_agnews_d810_6ep.json",
         "bench/tables/budget_sst2_d810.json", "bench/tables/budget_sst2_default.json",
+        "bench/tables/budget_sst2_default_long.json",
     ],
     "Many workers: 1 vs 2 on one PostgreSQL study": ["workers.py", "--trials", "6", "--steps", "20"],
     "Batch prediction vs PEFT + transformers pipeline": ["predict_throughput.py", "--threads", "1"],
@@ -157,6 +158,7 @@ QUICK = {
         "bench/tables/budget_sst2_r810s.json", "bench/tables/budget_agnews_d810.json",
         "bench/tables/budget_agnews_d810_long.json", "bench/tables/budget_agnews_d810_6ep.json",
         "bench/tables/budget_sst2_d810.json", "bench/tables/budget_sst2_default.json",
+        "bench/tables/budget_sst2_default_long.json",
     ],
     "Batch prediction vs PEFT + transformers pipeline": [
         "predict_throughput.py", "--rows", "256", "--steps", "5", "--repeats", "1", "--threads", "1",
