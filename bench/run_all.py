@@ -65,6 +65,17 @@ def short_warmup_sections(seeds: str, png_folder: str) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
+# The committed budget results (issue 14), reported alike in full and quick runs.
+BUDGET_RESULTS = [
+    "bench/tables/budget_sst2.json", "bench/tables/budget_agnews.json",
+    "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
+    "bench/tables/budget_sst2_r810s.json", "bench/tables/budget_agnews_d810.json",
+    "bench/tables/budget_agnews_d810_long.json", "bench/tables/budget_agnews_d810_6ep.json",
+    "bench/tables/budget_sst2_d810.json", "bench/tables/budget_sst2_default.json",
+    "bench/tables/budget_sst2_default_long.json",
+]  # fmt: skip
+
+
 FULL = {
     "Trial throughput vs PEFT + transformers.Trainer": ["throughput.py", "--steps", "100"],
     "Learning-curve table: which early signal predicts the final front": [
@@ -101,12 +112,7 @@ FULL = {
     ],
     "LoRA-FA activation memory": ["lora_fa_memory.py"],
     "Parameter budgets vs full fine-tuning (issue 14; committed results only)": [
-        "budget.py", "--report", "bench/tables/budget_sst2.json", "bench/tables/budget_agnews.json",
-        "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
-        "bench/tables/budget_sst2_r810s.json", "bench/tables/budget_agnews_d810.json",
-        "bench/tables/budget_agnews_d810_long.json", "bench/tables/budget_agnews_d810_6ep.json",
-        "bench/tables/budget_sst2_d810.json", "bench/tables/budget_sst2_default.json",
-        "bench/tables/budget_sst2_default_long.json",
+        "budget.py", "--report", *BUDGET_RESULTS,
     ],
     "Many workers: 1 vs 2 on one PostgreSQL study": ["workers.py", "--trials", "6", "--steps", "20"],
     "Batch prediction vs PEFT + transformers pipeline": ["predict_throughput.py", "--threads", "1"],
@@ -153,12 +159,7 @@ QUICK = {
     ],
     "LoRA-FA activation memory": ["lora_fa_memory.py", "--batch-size", "8"],
     "Parameter budgets vs full fine-tuning (issue 14; committed results only)": [
-        "budget.py", "--report", "bench/tables/budget_sst2.json", "bench/tables/budget_agnews.json",
-        "bench/tables/budget_sst2_r810.json", "bench/tables/budget_agnews_r810.json",
-        "bench/tables/budget_sst2_r810s.json", "bench/tables/budget_agnews_d810.json",
-        "bench/tables/budget_agnews_d810_long.json", "bench/tables/budget_agnews_d810_6ep.json",
-        "bench/tables/budget_sst2_d810.json", "bench/tables/budget_sst2_default.json",
-        "bench/tables/budget_sst2_default_long.json",
+        "budget.py", "--report", *BUDGET_RESULTS,
     ],
     "Batch prediction vs PEFT + transformers pipeline": [
         "predict_throughput.py", "--rows", "256", "--steps", "5", "--repeats", "1", "--threads", "1",
