@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -231,25 +232,33 @@ def refit(
     seeds: int = 3,
     steps: int | None = None,
     progress: bool = False,
+    lr_scales: Sequence[float] = (),
 ) -> RefitReport:
     """Retrain each Pareto configuration with ``steps`` (default: the search's) under ``seeds``
-    seeds: mean ± std on dev and test (``lorasearch refit``). A seed whose loss turns
-    non-finite or that runs out of memory is named in its row's ``failed``; the others go on."""
+    seeds: mean ± std on dev and test (``lorasearch refit``). With ``lr_scales`` each is also
+    refit at its searched learning rate times each scale, and the row of the scale with the best
+    mean dev is ``picked``. A seed whose loss turns non-finite or that runs out of memory is
+    named in its row's ``failed``; the others go on."""
     from lorasearch.search.refit import refit_front
     from lorasearch.search.storage import load_study
 
     _quiet()
     study = load_study(study_name, storage)
 
-    def on_run(number: int, variant: str, seed: int) -> None:
-        say_on_stderr(f"refit trial {number} ({variant}) seed {seed}")
+    def named(refit) -> str:
+        rate = f" at lr × {refit.lr_scale:g}" if refit.lr_scale != 1.0 else ""
+        return f"refit trial {refit.number}{rate}"
 
-    def on_failed(number: int, seed: int, why: str) -> None:
-        say_on_stderr(f"refit trial {number} seed {seed} failed: {why}; the other runs go on")
+    def on_run(refit, seed: int) -> None:
+        say_on_stderr(f"{named(refit)} ({refit.variant}) seed {seed}")
+
+    def on_failed(refit, seed: int, why: str) -> None:
+        say_on_stderr(f"{named(refit)} seed {seed} failed: {why}; the other runs go on")
 
     refits = refit_front(
-        study, seeds, steps, on_run if progress else None, on_failed if progress else None
-    )
+        study, seeds, steps, on_run if progress else None, on_failed if progress else None,
+        lr_scales=lr_scales,
+    )  # fmt: skip
     return RefitReport(study.study_name, [RefitRow(**r.summary()) for r in refits])
 
 

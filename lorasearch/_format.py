@@ -103,9 +103,12 @@ def _report(report) -> None:
 
 
 def _refit(report, metric: str) -> None:
-    seeds = report.refits[0].seeds + len(report.refits[0].failed) if report.refits else 0
+    first = report.refits[0] if report.refits else None
+    seeds = first.seeds + len(first.failed) if first else 0
+    scaled = any(r.lr_scale != 1.0 for r in report.refits)
     columns = ["#", "variant", "hyperparameters", f"search dev {metric}", "dev mean ± std",
                "test mean ± std", "trainable", "stored"]  # fmt: skip
+    columns[3:3] = ["lr ×"] if scaled else []
     spread = lambda m, s: "failed" if m is None else f"{m:.4f} ± {s:.4f}"  # noqa: E731
     rows = [
         [str(r.number), r.variant, knob_text(r.params), f"{r.search_dev_metric:.4f}",
@@ -113,12 +116,17 @@ def _refit(report, metric: str) -> None:
          f"{r.trainable_params:,}", "" if r.stored_params is None else f"{r.stored_params:,}"]
         for r in report.refits
     ]  # fmt: skip
+    for row, r in zip(rows, report.refits, strict=True):
+        row[3:3] = [f"{r.lr_scale:g}" + ("*" if r.picked else "")] if scaled else []
     title = f"study {report.study}: Pareto configurations refit over {seeds} seed(s)"
     _table(title, columns, rows)
+    if scaled:
+        click.echo("lr × = the searched learning rate times this; * = the best mean dev per trial")
     for r in report.refits:
         if r.failed:
             over = f"the means are over the other {r.seeds}" if r.seeds else "no seed trained"
-            click.echo(f"trial {r.number} ({r.variant}): {'; '.join(r.failed)} ({over})")
+            rate = f" at lr × {r.lr_scale:g}" if r.lr_scale != 1.0 else ""
+            click.echo(f"trial {r.number}{rate} ({r.variant}): {'; '.join(r.failed)} ({over})")
 
 
 def _pick(pick) -> None:

@@ -75,6 +75,16 @@ def as_list(value) -> list:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
+def numbers(option: str, text: str | None) -> list[float]:
+    """A comma-separated list of numbers (``--lr-scales 0.5,2``); None is none."""
+    if text is None:
+        return []
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise LorasearchError(f"{option} takes numbers separated by commas, got '{text}'") from None
+
+
 def one(value, name: str, command: str):
     """The single ``--task`` / ``--data`` a command takes (``search`` takes several)."""
     values = as_list(value)

@@ -107,6 +107,8 @@ class RefitRow:
     trainable_params: int
     stored_params: int | None
     failed: list[str] = field(default_factory=list)  # "seed 2: non-finite loss (nan) at step 510"
+    lr_scale: float = 1.0  # ``params["lr"]`` is the searched rate times this
+    picked: bool = True  # this configuration's scale with the best mean dev (``--lr-scales``)
 
 
 @dataclass

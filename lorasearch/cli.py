@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from lorasearch import _api as api
+from lorasearch import _options as opts
 from lorasearch._format import show
 from lorasearch.errors import LorasearchError
 from lorasearch.search.samplers import DEFAULT_SAMPLER, SAMPLERS
@@ -267,10 +268,16 @@ def pareto(study_name, storage, as_json):
 @storage_option()
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per configuration.")
 @click.option("--steps", type=int, help="Training steps [default: the search's].")
+@click.option(
+    "--lr-scales",
+    help="Also refit each at its searched learning rate times these (e.g. 0.5,2); "
+    "the scale with the best mean dev is marked.",
+)
 @json_option
-def refit(study_name, storage, seeds, steps, as_json):
+def refit(study_name, storage, seeds, steps, lr_scales, as_json):
     """Retrain each Pareto configuration with more steps and seeds: mean ± std on dev and test."""
-    result = api.refit(study_name, storage, seeds, steps, progress=True)
+    scales = opts.numbers("--lr-scales", lr_scales)
+    result = api.refit(study_name, storage, seeds, steps, progress=True, lr_scales=scales)
     metric = None if as_json else api.report(study_name, storage).metric_name
     show(result, as_json, **({} if as_json else {"metric": metric}))
 

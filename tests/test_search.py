@@ -401,6 +401,80 @@ def test_a_refit_seed_that_diverges_is_reported_and_the_others_kept(
     assert rows[cheapest]["failed"] == first["failed"] and rows[cheapest]["seeds"] == 1
 
 
+def test_refit_at_lr_scales_trains_each_rate_and_marks_the_best_mean_dev(
+    toy_data, tiny_bert, tmp_path, monkeypatch, capsys
+):
+    """``--lr-scales 2,0.5``: each Pareto configuration is refit at its searched rate and at half
+    and twice it (the optimiser gets exactly that rate), and per configuration the scale whose
+    seeds reached the best mean dev, and only it, is marked picked; the CLI shows the same."""
+    from lorasearch.search import refit as refit_module
+
+    study = _search(_fixed(toy_data, tiny_bert), tmp_path, 3, variants=["lora", "vera"])
+    real, rates = refit_module.run_trial, []
+
+    def recording(spec):
+        rates.append(spec.adapter.config.lr)
+        return real(spec)
+
+    monkeypatch.setattr(refit_module, "run_trial", recording)
+    refits = refit_module.refit_front(study, seeds=2, steps=20, lr_scales=[2.0, 0.5])
+    front = sorted(study.best_trials, key=lambda t: t.values[1])
+    assert [(r.number, r.lr_scale) for r in refits] == [
+        (t.number, s) for t in front for s in (0.5, 1.0, 2.0)
+    ]
+    searched_lr = {t.number: t.knobs["lr"] for t in refit_module.records.front(study)}
+    for refit in refits:
+        searched = searched_lr[refit.number]
+        assert refit.knobs["lr"] == pytest.approx(searched * refit.lr_scale, rel=1e-12)
+        assert len(refit.results) == 2 and refit.results[0].steps == 20
+    assert rates == pytest.approx([r.knobs["lr"] for r in refits for _ in range(2)], rel=1e-12)
+    for trial in front:
+        rows = [r.summary() for r in refits if r.number == trial.number]
+        assert sum(r["picked"] for r in rows) == 1
+        best = max(r["dev_mean"] for r in rows)
+        assert next(r for r in rows if r["picked"])["dev_mean"] == best
+    losses = {
+        r.lr_scale: r.results[0].curve[-1].train_loss for r in refits if r.number == front[0].number
+    }
+    assert len({round(loss, 6) for loss in losses.values()}) == 3  # each rate trained differently
+    rates.clear()
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    args = ["refit", "--study", "s", "--storage", storage, "--seeds", "1", "--lr-scales", "2"]
+    assert main([*args, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["refits"]
+    assert [r["lr_scale"] for r in rows] == [1.0, 2.0] * len(front)
+    assert sum(r["picked"] for r in rows) == len(front)
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "lr ×" in out and "* = the best mean dev per trial" in out
+    assert sum(line.count(" 2* ") + line.count(" 1* ") for line in out.splitlines()) == len(front)
+
+
+@pytest.mark.parametrize(
+    ("scales", "message"),
+    [
+        ("0", "--lr-scales must be positive numbers, got 0"),
+        ("0.5,-2", "--lr-scales must be positive numbers, got -2"),
+        ("half", "--lr-scales takes numbers separated by commas, got 'half'"),
+        (
+            "1e9",
+            "at lr × 1e+09: lr must be in (0, 1)",
+        ),  # checked for every configuration before any training
+    ],
+)
+def test_bad_lr_scales_are_one_line_before_any_training(
+    toy_data, tiny_bert, tmp_path, monkeypatch, capsys, scales, message
+):
+    from lorasearch.search import refit as refit_module
+
+    _search(_fixed(toy_data, tiny_bert), tmp_path, 2, variants=["lora"])
+    monkeypatch.setattr(refit_module, "run_trial", lambda spec: pytest.fail("trained"))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    assert main(["refit", "--study", "s", "--storage", storage, "--lr-scales", scales]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
 def test_several_tasks_run_one_study_each_and_end_with_best_per_task(tiny_bert, tmp_path, capsys):
     from conftest import toy_rows, write_tsv
 
