@@ -233,16 +233,20 @@ def refit(
     steps: int | None = None,
     progress: bool = False,
     lr_scales: Sequence[float] = (),
+    tracking_uri: str | None = None,
+    tracking: bool = True,
 ) -> RefitReport:
     """Retrain each Pareto configuration with ``steps`` (default: the search's) under ``seeds``
     seeds: mean ± std on dev and test (``lorasearch refit``). With ``lr_scales`` each is also
     refit at its searched learning rate times each scale, and the row of the scale with the best
     mean dev is ``picked``. A seed whose loss turns non-finite or that runs out of memory is
-    named in its row's ``failed``; the others go on."""
+    named in its row's ``failed``; the others go on. Each seed is recorded in MLflow as a child
+    run of the study's run (``lorasearch.role`` = refit), as the search's trials are."""
     from lorasearch.search.refit import refit_front
     from lorasearch.search.storage import load_study
 
     _quiet()
+    tracker = _tracking(tracking_uri, tracking)  # a malformed URI fails here, before anything
     study = load_study(study_name, storage)
 
     def named(refit) -> str:
@@ -257,7 +261,7 @@ def refit(
 
     refits = refit_front(
         study, seeds, steps, on_run if progress else None, on_failed if progress else None,
-        lr_scales=lr_scales,
+        lr_scales=lr_scales, tracker=tracker,
     )  # fmt: skip
     return RefitReport(study.study_name, [RefitRow(**r.summary()) for r in refits])
 

@@ -273,11 +273,16 @@ def pareto(study_name, storage, as_json):
     help="Also refit each at its searched learning rate times these (e.g. 0.5,2); "
     "the scale with the best mean dev is marked.",
 )
+@tracking_uri_option
+@no_tracking_option
 @json_option
-def refit(study_name, storage, seeds, steps, lr_scales, as_json):
+def refit(study_name, storage, seeds, steps, lr_scales, tracking_uri, no_tracking, as_json):
     """Retrain each Pareto configuration with more steps and seeds: mean ± std on dev and test."""
     scales = opts.numbers("--lr-scales", lr_scales)
-    result = api.refit(study_name, storage, seeds, steps, progress=True, lr_scales=scales)
+    result = api.refit(
+        study_name, storage, seeds, steps, progress=True, lr_scales=scales,
+        tracking_uri=tracking_uri, tracking=not no_tracking,
+    )  # fmt: skip
     metric = None if as_json else api.report(study_name, storage).metric_name
     show(result, as_json, **({} if as_json else {"metric": metric}))
 

@@ -24,6 +24,7 @@ from lorasearch.adapters import build_adapter, get_variant
 from lorasearch.errors import LorasearchError
 from lorasearch.search import records
 from lorasearch.search.objective import failure_reason, release_memory
+from lorasearch.tracking.base import NoTracking, Tracking
 from lorasearch.training.trainer import NonFiniteLoss, TrainResult
 from lorasearch.training.trial import Trial, run_trial
 
@@ -81,11 +82,13 @@ def refit_front(
     on_run: Callable[[Refit, int], None] | None = None,
     on_failed: Callable[[Refit, int, str], None] | None = None,
     lr_scales: Sequence[float] = (),
+    tracker: Tracking | None = None,
 ) -> list[Refit]:
     """Retrain every Pareto trial of ``study`` with ``steps`` (default: the search's) × ``seeds``,
     at its searched learning rate and at that rate times each of ``lr_scales``;
     ``on_run(refit, seed)`` before each run, ``on_failed(refit, seed, why)`` after one
-    that diverged or ran out of memory. Every configuration is checked before any run trains."""
+    that diverged or ran out of memory; ``tracker`` records each seed as it ends. Every
+    configuration is checked before any run trains."""
     if seeds < 1:
         raise LorasearchError(f"--seeds must be >= 1, got {seeds}")
     if steps is not None and steps < 1:
@@ -112,8 +115,15 @@ def refit_front(
             raise LorasearchError(
                 f"trial {refit.number} at lr × {refit.lr_scale:g}: {exc}"
             ) from None
+    tracker = tracker or NoTracking()
     for refit in refits:
-        _train_seeds(refit, fixed, train, seeds, on_run, on_failed)
+        for seed in range(seeds):
+            if on_run:
+                on_run(refit, seed)
+            result, why = _train_seed(refit, fixed, replace(train, seed=seed))
+            tracker.log_refit(study, refit, seed, result, why)
+            if why and on_failed:
+                on_failed(refit, seed, why)
     return pick_scales(refits)
 
 
@@ -141,20 +151,19 @@ def _at_rate(variant: str, knobs: dict, scale: float) -> dict:
     return knobs | {"lr": searched * scale}
 
 
-def _train_seeds(refit: Refit, fixed, train, seeds: int, on_run, on_failed) -> None:
-    for seed in range(seeds):
-        if on_run:
-            on_run(refit, seed)
-        adapter = build_adapter(refit.variant, **copy.deepcopy(refit.knobs))
-        spec = Trial(fixed.data, fixed.model, adapter, replace(train, seed=seed))
-        try:
-            refit.results.append(run_trial(spec))
-        except (NonFiniteLoss, MemoryError, torch.OutOfMemoryError) as exc:
-            why = failure_reason(exc)
-            refit.failed.append(f"seed {seed}: {why}")
-            release_memory()
-            if on_failed:
-                on_failed(refit, seed, why)
+def _train_seed(refit: Refit, fixed, train) -> tuple[TrainResult | None, str | None]:
+    """One seed of ``refit``: its result, kept on it, or why it did not train (a diverged loss,
+    memory), kept in its ``failed``."""
+    adapter = build_adapter(refit.variant, **copy.deepcopy(refit.knobs))
+    try:
+        result = run_trial(Trial(fixed.data, fixed.model, adapter, train))
+    except (NonFiniteLoss, MemoryError, torch.OutOfMemoryError) as exc:
+        why = failure_reason(exc)
+        refit.failed.append(f"seed {train.seed}: {why}")
+        release_memory()
+        return None, why
+    refit.results.append(result)
+    return result, None
 
 
 def pick_scales(refits: list[Refit]) -> list[Refit]:

@@ -6,6 +6,7 @@ import warnings
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 
 from lorasearch.adapters import VARIANTS, build_adapter
 from lorasearch.cli import main
@@ -353,7 +354,7 @@ def test_refit_retrains_the_front_and_reproduces_the_search_at_seed_0(
 
 
 def test_a_refit_seed_that_diverges_is_reported_and_the_others_kept(
-    toy_data, tiny_bert, tmp_path, monkeypatch, capsys
+    toy_data, tiny_bert, tmp_path, monkeypatch, capsys, tracking_store
 ):
     """A refit seed whose loss turns non-finite costs only itself: the other seeds and the other
     configurations are refit, the means count the seeds that trained, and the CLI names the
@@ -387,6 +388,12 @@ def test_a_refit_seed_that_diverges_is_reported_and_the_others_kept(
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     assert main(["refit", "--study", "s", "--storage", storage]) == 0
     out, err = capsys.readouterr()
+    experiment = MlflowClient(tracking_store).get_experiment_by_name("s")
+    runs = MlflowClient(tracking_store).search_runs([experiment.experiment_id])
+    failed = {r.data.tags["seed"]: r for r in runs if r.data.tags.get("state") == "FAILED"}
+    assert sorted(failed) == ["1", "2"] and all(r.info.status == "FAILED" for r in failed.values())
+    assert failed["2"].data.tags["reason"] == "non-finite loss (nan) at step 3"
+    assert "test_accuracy" not in failed["2"].data.metrics
     assert (
         f"refit trial {cheapest} seed 2 failed: non-finite loss (nan) at step 3; the other runs "
         "go on"

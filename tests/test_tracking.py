@@ -3,6 +3,7 @@
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -143,6 +144,60 @@ def test_resumed_study_nests_new_trials_under_the_same_parent(tiny_bert, toy_dat
     parents, children = _runs(MlflowClient(uri), study)
     assert len(parents) == 1 and len(children) == len(study.trials) == 3
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+
+
+def _refit_runs(client: MlflowClient, name: str):
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id])
+    return [r for r in runs if r.data.tags.get("lorasearch.role") == "refit"]
+
+
+def test_each_refit_seed_is_a_child_run_beside_the_trials(tiny_bert, toy_data, tmp_path, capsys):
+    """``lorasearch refit`` records every (configuration, rate, seed) under the study's parent:
+    tags say which, params hold the rate it trained at, metrics its curve and the numbers the
+    report averages. A study searched without MLflow gets its parent then (FINISHED: a record,
+    not a running search); ``--no-tracking`` writes nothing."""
+    fixed = _fixed(toy_data, tiny_bert)
+    uri = f"sqlite:///{tmp_path / 'refit.db'}"
+    study = _search(fixed, tmp_path, 3, tracking_uri=uri)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    refit = ["refit", "--storage", storage, "--seeds", "2", "--tracking-uri", uri, "--json"]
+    assert main([*refit, "--study", "t", "--lr-scales", "0.5"]) == 0
+    rows = json.loads(capsys.readouterr().out)["refits"]
+    client = MlflowClient(uri)
+    (parent,), _ = _runs(client, study)
+    runs = _refit_runs(client, "t")
+    assert len(runs) == 2 * len(rows) and len(rows) == 2 * len(study.best_trials)
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    for row in rows:
+        mine = [
+            r for r in runs
+            if r.data.tags["trial"] == str(row["number"])
+            and r.data.tags["lr_scale"] == f"{row['lr_scale']:g}"
+        ]  # fmt: skip
+        assert sorted(r.data.tags["seed"] for r in mine) == ["0", "1"]
+        assert all(r.info.status == "FINISHED" and r.data.tags["state"] == "COMPLETE" for r in mine)
+        tests = [r.data.metrics["test_accuracy"] for r in mine]
+        assert statistics.mean(tests) == pytest.approx(row["test_mean"], abs=1e-12)
+        devs = [r.data.metrics["final_dev_accuracy"] for r in mine]
+        assert statistics.mean(devs) == pytest.approx(row["dev_mean"], abs=1e-12)
+        assert all(float(r.data.params["lr"]) == pytest.approx(row["params"]["lr"]) for r in mine)
+        curve = client.get_metric_history(mine[0].info.run_id, "dev_accuracy")
+        assert [m.step for m in curve] == [10, 20]  # eval_every 10 of 20 steps
+
+    untracked = _search(fixed, tmp_path, 2, name="u", tracking=False)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    quiet = ["refit", "--storage", storage, "--study", "u", "--seeds", "1", "--tracking-uri", other]
+    assert main([*quiet, "--no-tracking", "--json"]) == 0
+    assert not (tmp_path / "other.db").exists()
+    assert main([*quiet, "--json"]) == 0
+    capsys.readouterr()
+    parents, trials = _runs(MlflowClient(other), untracked)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and not trials
+    assert records.parent_run_id(untracked) == parents[0].info.run_id
+    runs = _refit_runs(MlflowClient(other), "u")
+    assert len(runs) == len(untracked.best_trials)
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parents[0].info.run_id}
 
 
 def test_two_workers_racing_to_open_the_study_converge_on_one_parent(tmp_path):

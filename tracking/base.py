@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import optuna
 
     from lorasearch.search.records import TrialRecord
+    from lorasearch.search.refit import Refit
+    from lorasearch.training.trainer import TrainResult
 
 
 @runtime_checkable
@@ -22,7 +24,8 @@ class Tracking(Protocol):
     """The calls a search makes, in order: ``start_study``; per trial ``start_trial``,
     ``trial_config``, ``step``/``evaluation``, ``log_adapter``, ``finish_trial`` and
     ``update_study``; ``close_abandoned`` whenever trials may have been left behind; and
-    ``end_study``. ``download_adapter`` serves the export of a chosen trial."""
+    ``end_study``. ``download_adapter`` serves the export of a chosen trial; ``log_refit``
+    records one seed of a refit (``lorasearch refit``) beside the study's trials."""
 
     @property
     def active(self) -> bool:
@@ -60,6 +63,16 @@ class Tracking(Protocol):
 
     def download_adapter(self, run_id: str, destination: Path) -> bool: ...
 
+    def log_refit(
+        self,
+        study: optuna.Study,
+        refit: Refit,
+        seed: int,
+        result: TrainResult | None,
+        why: str | None = None,
+    ) -> None:
+        """One refit seed: its result, or (``result`` None) why it did not train."""
+
 
 class NoTracking:
     """Tracking off: every call does nothing; the Optuna study keeps the full record."""
@@ -89,6 +102,8 @@ class NoTracking:
 
     def download_adapter(self, run_id: str, destination: Path) -> bool:
         return False
+
+    def log_refit(self, study, refit, seed: int, result, why=None) -> None: ...
 
 
 def make_tracking(

@@ -1,4 +1,4 @@
-"""MLflow runs for a study: one parent per study, one nested child per trial.
+"""MLflow runs for a study: one parent per study, one nested child per trial and per refit seed.
 
 Every MLflow call of the project goes through :class:`MlflowTracking` (the search's
 :class:`~lorasearch.tracking.base.Tracking`). Tracking is a record, never a dependency: when
@@ -24,6 +24,8 @@ from lorasearch.errors import LorasearchError, first_line, mask_url, sqlite_path
 
 if TYPE_CHECKING:
     from lorasearch.search.records import TrialRecord
+    from lorasearch.search.refit import Refit
+    from lorasearch.training.trainer import TrainResult
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks")
@@ -349,6 +351,59 @@ class MlflowTracking:
 
         self._guard("closing a trial run", write)
 
+    # --- a refit seed (child run) -----------------------------------------------------------------
+
+    def log_refit(
+        self, study, refit: Refit, seed: int, result: TrainResult | None, why: str | None = None
+    ) -> None:
+        """One seed of ``lorasearch refit`` as a child run of the study's run (tag
+        ``lorasearch.role`` = refit, beside the trials): the configuration at its rate scale,
+        the seed, the dev curve, final dev and test; a seed that did not train is FAILED with
+        why. A study searched without tracking gets its experiment and parent run here."""
+        if self.failed is None and self.parent_id is None:
+            self._guard("opening the study's run", lambda: self._open_study(study))
+        if self.parent_id is not None:
+            self._guard(
+                "logging a refit run",
+                lambda: self._write_refit(study.study_name, refit, seed, result, why),
+            )
+
+    def _open_study(self, study) -> None:
+        from lorasearch.search import records
+
+        self.metric_name = records.metric_name(study) or "metric"
+        self._open_experiment(study.study_name)
+        known = records.parent_run_id(study)
+        if known and self._run_exists(known):
+            self.parent_id = known
+            return
+        self._open_parent(study, {"study": study.study_name}, {})
+        self.client.set_terminated(self.parent_id, "FINISHED")  # a record, not a running search
+
+    def _write_refit(self, study_name: str, refit: Refit, seed: int, result, why) -> None:
+        from mlflow.entities import Param
+
+        rate = f"-lr-x{refit.lr_scale:g}" if refit.lr_scale != 1.0 else ""
+        tags = {
+            "mlflow.parentRunId": self.parent_id,
+            "lorasearch.role": "refit",
+            "lorasearch.study": study_name,
+            "trial": str(refit.number),
+            "seed": str(seed),
+            "lr_scale": f"{refit.lr_scale:g}",
+            "variant": refit.variant,
+            "state": "FAILED" if result is None else "COMPLETE",
+        } | ({"reason": why[:4000]} if why else {})
+        run_id = self.client.create_run(
+            self.experiment_id, run_name=f"refit-{refit.number}-seed-{seed}{rate}", tags=tags
+        ).info.run_id
+        params = {"variant": refit.variant} | refit.knobs | {"lr_scale": refit.lr_scale}
+        metrics = [] if result is None else _refit_metrics(result, self.metric_name, _now())
+        self.client.log_batch(run_id, params=[Param(k, _text(v)) for k, v in params.items()])
+        for start in range(0, len(metrics), _MAX_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[start : start + _MAX_BATCH])
+        self.client.set_terminated(run_id, "FAILED" if result is None else "FINISHED")
+
     # --- the study's view (parent run) ------------------------------------------------------------
 
     def update_study(
@@ -476,6 +531,32 @@ def _say(message: str) -> None:
 def _text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:6000]  # MLflow's param value limit
+
+
+def _refit_metrics(result: TrainResult, metric: str, now: int) -> list:
+    """A refit seed's dev curve (as a trial logs it) and its final numbers, as MLflow metrics."""
+    from mlflow.entities import Metric
+
+    curve = [
+        Metric(name, float(value), now, point.step)
+        for point in result.curve
+        for name, value in (
+            (f"dev_{metric}", point.dev_metric), ("train_loss", point.train_loss),
+            ("dev_loss", point.dev_loss),
+        )
+        if value is not None and math.isfinite(float(value))
+    ]  # fmt: skip
+    final = {
+        f"final_dev_{metric}": result.dev_metric,
+        f"test_{metric}": result.test_metric,
+        "best_step": result.best_step,
+        "steps_used": result.steps,
+        "trainable_params": result.trainable_params,
+        "stored_params": result.stored_params,
+        "steps_per_second": result.steps_per_second,
+        "peak_memory_mb": result.peak_memory_mb,
+    }
+    return curve + [Metric(k, float(v), now, 0) for k, v in final.items() if v is not None]
 
 
 def _now() -> int:
