@@ -312,7 +312,7 @@ class MlflowTracking:
 
     def finish_trial(self, trial: TrialRecord) -> None:
         """Final numbers, state and reason of an ended trial; the run is closed."""
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import RunTag
 
         run_id = trial.run_id
         if run_id is None or self.failed is not None:
@@ -332,11 +332,7 @@ class MlflowTracking:
             "steps_per_second": trial.steps_per_second,
             "peak_memory_mb": trial.peak_memory_mb,
         }
-        metrics = [
-            Metric(k, float(v), now, 0)
-            for k, v in final.items()
-            if v is not None and math.isfinite(float(v))
-        ]
+        metrics = _final_metrics(final, now)
         state, reason = trial.state, trial.cause or ""
         tags = [RunTag("state", state), RunTag("device", trial.device or "")]
         if reason:
@@ -556,7 +552,18 @@ def _refit_metrics(result: TrainResult, metric: str, now: int) -> list:
         "steps_per_second": result.steps_per_second,
         "peak_memory_mb": result.peak_memory_mb,
     }
-    return curve + [Metric(k, float(v), now, 0) for k, v in final.items() if v is not None]
+    return curve + _final_metrics(final, now)
+
+
+def _final_metrics(final: dict[str, Any], now: int) -> list:
+    """A run's end-of-run numbers as step-0 MLflow metrics; a missing or non-finite one is left out."""
+    from mlflow.entities import Metric
+
+    return [
+        Metric(k, float(v), now, 0)
+        for k, v in final.items()
+        if v is not None and math.isfinite(float(v))
+    ]
 
 
 def _now() -> int:
