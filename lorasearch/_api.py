@@ -276,12 +276,17 @@ def pick(
     register: bool = False,
     tracking_uri: str | None = None,
     progress: bool = False,
+    by: str = "auto",
 ) -> Pick:
     """Choose the front's adapter for a parameter budget and say why (``lorasearch best``).
 
     ``rule`` "best": the highest dev metric within ``max_params``; "knee": where more params
-    stop paying. ``export_dir`` writes the search's own trained adapter (from MLflow; retrained
-    with the search's seed when it was not stored), ``lorasearch.json`` and a model card;
+    stop paying. ``by`` "search" ranks by the search's dev, "refit" by the mean dev over the
+    study's last ``refit`` (each configuration at its best rate scale), "auto" (default) by the
+    refit when it covers every front configuration within the budget. ``export_dir`` writes the
+    search's own trained adapter (from MLflow; retrained with the search's seed when it was not
+    stored; chosen by a refit, retrained as its seed with the best dev), ``lorasearch.json`` and
+    a model card;
     ``register`` registers it in the MLflow Model Registry as ``lorasearch-<study>``, alias
     ``best``. ``progress`` says on stderr when the export has to retrain.
     """
@@ -293,10 +298,10 @@ def pick(
         export_dir = Path(export_dir)
         opts.check_export_dir(export_dir, force)
     study = load_study(study_name, storage)
-    chosen_pick, trial = chosen(study, max_params, rule)
+    chosen_pick, choice = chosen(study, max_params, rule, by)
     if export_dir is not None or register:
         say = say_on_stderr if progress else (lambda message: None)
-        export(study, chosen_pick, trial, tracker, export_dir, register, say)
+        export(study, chosen_pick, choice, tracker, export_dir, register, say)
     return chosen_pick
 
 

@@ -127,12 +127,22 @@ def _refit(report, metric: str) -> None:
             over = f"the means are over the other {r.seeds}" if r.seeds else "no seed trained"
             rate = f" at lr × {r.lr_scale:g}" if r.lr_scale != 1.0 else ""
             click.echo(f"trial {r.number}{rate} ({r.variant}): {'; '.join(r.failed)} ({over})")
+    click.echo(f"kept in the study: `lorasearch best --study {report.study}` now ranks by it")
 
 
 def _pick(pick) -> None:
+    if pick.refit is None:
+        numbers = f"dev {pick.metric_name} {pick.dev_metric:.4f}, test {pick.test_metric:.4f}"
+    else:
+        r, rate = pick.refit, f" at lr × {pick.refit['lr_scale']:g}"
+        numbers = (
+            f"refit{rate if r['lr_scale'] != 1.0 else ''} for {r['steps']:,} steps, "
+            f"{r['seeds']} seed(s): dev {pick.metric_name} {pick.dev_metric:.4f} ± "
+            f"{r['dev_std']:.4f}, test {pick.test_metric:.4f} ± {r['test_std']:.4f} "
+            f"(search: dev {r['search_dev_metric']:.4f})"
+        )
     click.echo(
-        f"trial {pick.trial} ({pick.variant}, {knob_text(pick.hyperparameters)}): "
-        f"dev {pick.metric_name} {pick.dev_metric:.4f}, test {pick.test_metric:.4f}, "
+        f"trial {pick.trial} ({pick.variant}, {knob_text(pick.hyperparameters)}): {numbers}, "
         f"{pick.trainable_params:,} trainable params; chosen as {pick.why}."
     )
     if pick.export_dir is not None:

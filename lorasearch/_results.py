@@ -69,7 +69,10 @@ class SearchReport:
 class Pick:
     """The front's configuration chosen for a budget, and where it was exported and registered:
     ``lorasearch best --json``. ``test_metric_retrained`` is set when the export had to retrain
-    the trial (no stored adapter), ``registered_model`` when it was registered."""
+    the trial (no stored adapter), ``registered_model`` when it was registered. ``by`` says
+    whose dev chose: "search", or "refit" (then ``dev_metric`` and ``test_metric`` are the means
+    over the refit's seeds, ``hyperparameters`` the refit's at its picked rate, and ``refit``
+    has the budget, seeds, spreads, the search's own numbers and the seed an export retrains)."""
 
     study: str
     trial: int
@@ -88,6 +91,8 @@ class Pick:
     registered_version: str | None = None
     test_metric_retrained: float | None = None
     registered_model: str | None = None
+    by: str = "search"
+    refit: dict[str, Any] | None = None
 
 
 @dataclass

@@ -298,6 +298,14 @@ def refit(study_name, storage, seeds, steps, lr_scales, tracking_uri, no_trackin
     show_default=True,
     help="best: highest dev metric within the budget; knee: where more params stop paying.",
 )
+@click.option(
+    "--by",
+    type=click.Choice(["auto", "search", "refit"]),
+    default="auto",
+    show_default=True,
+    help="Whose dev metric ranks: the search's, or the mean over the last `refit`'s seeds "
+    "(auto: the refit when it covers every front configuration within the budget).",
+)
 @export_options
 @click.option(
     "--register", is_flag=True, help="Register it in the MLflow Model Registry as 'best'."

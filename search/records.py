@@ -19,7 +19,8 @@ ignores it reads the trial as before. A later version that changes a key reads t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import statistics
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import optuna
@@ -49,6 +50,8 @@ RESUMED_FROM = "resumed_from"
 # (its checkpoint kept), the paused trial a promotion continues, and a promotion that found an
 # earlier trial already continuing the same one (it ends at once).
 PAUSED, CONTINUES, DUPLICATE = "paused_at", "continues", "duplicate_of"
+# The study's last `lorasearch refit` (a study attr older readers ignore): see RefitRecord.
+REFIT = "refit"
 # TrainResult fields stored under their own names.
 RESULT_FIELDS = (
     "dev_metric", "test_metric", "trainable_params", "adapter_params", "head_params",
@@ -184,6 +187,86 @@ class TrialRecord:
             continues=continues,
             paused_at=attrs.get(PAUSED),
         )
+
+
+@dataclass(frozen=True)
+class RefitSeed:
+    """One seed of a refit that trained: its numbers and its MLflow run (None: untracked)."""
+
+    seed: int
+    dev_metric: float
+    test_metric: float
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RefitConfig:
+    """One front configuration refit at one learning-rate scale (``knobs`` as it trained)."""
+
+    number: int
+    variant: str
+    knobs: dict[str, Any]
+    lr_scale: float
+    picked: bool  # the trial's scale with the best mean dev
+    seeds: tuple[RefitSeed, ...]
+    failed: tuple[str, ...] = ()  # "seed 2: non-finite loss (nan) at step 510"
+
+    @property
+    def dev_mean(self) -> float | None:
+        return statistics.mean(s.dev_metric for s in self.seeds) if self.seeds else None
+
+    @property
+    def test_mean(self) -> float | None:
+        return statistics.mean(s.test_metric for s in self.seeds) if self.seeds else None
+
+    def spread(self, name: str) -> float:
+        """The sample standard deviation of ``name`` ("dev_metric", "test_metric") over the
+        seeds; 0.0 for one seed."""
+        values = [getattr(s, name) for s in self.seeds]
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+    @property
+    def best_seed(self) -> RefitSeed:
+        """The seed with the best dev (the lower seed on a tie): the one an export retrains."""
+        return max(self.seeds, key=lambda s: (s.dev_metric, -s.seed))
+
+
+@dataclass(frozen=True)
+class RefitRecord:
+    """The study's last ``lorasearch refit``, kept as it runs (``finished`` once every
+    configuration's seeds have run), so that ``best`` can choose by it. ``steps`` None: the
+    search's own budget."""
+
+    steps: int | None
+    seeds: int
+    finished: bool
+    configs: tuple[RefitConfig, ...]
+
+    def picked(self, number: int) -> RefitConfig | None:
+        """Trial ``number``'s picked scale, if it was refit and a seed of it trained."""
+        rows = [c for c in self.configs if c.number == number and c.picked and c.seeds]
+        return rows[0] if rows else None
+
+
+def write_refit(study: optuna.Study, record: RefitRecord) -> None:
+    study.set_user_attr(REFIT, asdict(record))
+
+
+def refit_record(study: optuna.Study) -> RefitRecord | None:
+    """The study's last refit, or None when it was never refit."""
+    raw = study.user_attrs.get(REFIT)
+    if raw is None:
+        return None
+    configs = tuple(
+        RefitConfig(
+            **(
+                c
+                | {"seeds": tuple(RefitSeed(**s) for s in c["seeds"]), "failed": tuple(c["failed"])}
+            )
+        )  # fmt: skip
+        for c in raw["configs"]
+    )
+    return RefitRecord(raw["steps"], raw["seeds"], raw["finished"], configs)
 
 
 def trial_records(study: optuna.Study, states=None) -> list[TrialRecord]:

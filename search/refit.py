@@ -45,6 +45,8 @@ class Refit:
     failed: list[str] = field(default_factory=list)  # "seed 2: non-finite loss (nan) at step 510"
     lr_scale: float = 1.0  # the searched learning rate times this (``knobs`` holds the product)
     picked: bool = True  # the configuration's scale with the best mean dev (see ``pick_scales``)
+    trained_seeds: list[int] = field(default_factory=list)  # the seed of each of ``results``
+    run_ids: dict[int, str | None] = field(default_factory=dict)  # seed -> its MLflow run
 
     def summary(self) -> dict:
         dev = [r.dev_metric for r in self.results]
@@ -88,8 +90,9 @@ def refit_front(
     """Retrain every Pareto trial of ``study`` with ``steps`` (default: the search's) × ``seeds``,
     at its searched learning rate and at that rate times each of ``lr_scales``;
     ``on_run(refit, seed)`` before each run, ``on_failed(refit, seed, why)`` after one
-    that diverged or ran out of memory; ``tracker`` records each seed as it ends. Every
-    configuration is checked before any run trains."""
+    that diverged or ran out of memory; ``tracker`` records each seed as it ends, and the
+    study keeps the refit so far after each seed (``records.refit_record``: what
+    ``lorasearch best`` chooses by). Every configuration is checked before any run trains."""
     if seeds < 1:
         raise LorasearchError(f"--seeds must be >= 1, got {seeds}")
     if steps is not None and steps < 1:
@@ -101,8 +104,7 @@ def refit_front(
     if not front:
         raise LorasearchError(f"study '{study.study_name}' has no finished trial to refit")
     fixed = records.StudyRecord.of(study).fixed
-    # A new budget gets the default evaluation cadence; the search's budget keeps the search's.
-    train = replace(fixed.train, steps=steps, eval_every=None) if steps else fixed.train
+    train = refit_train(fixed, steps)
     scales = sorted({1.0, *lr_scales})
     refits = [
         refit
@@ -117,15 +119,46 @@ def refit_front(
                 f"trial {refit.number} at lr × {refit.lr_scale:g}: {exc}"
             ) from None
     tracker = tracker or NoTracking()
-    for refit in refits:
+    for i, refit in enumerate(refits):
         for seed in range(seeds):
             if on_run:
                 on_run(refit, seed)
             result, why = _train_seed(refit, fixed, replace(train, seed=seed))
-            tracker.log_refit(study, refit, seed, result, why)
+            refit.run_ids[seed] = tracker.log_refit(study, refit, seed, result, why)
             if why and on_failed:
                 on_failed(refit, seed, why)
+            finished = i == len(refits) - 1 and seed == seeds - 1
+            records.write_refit(
+                study, _record(pick_scales(refits[: i + 1]), steps, seeds, finished)
+            )
     return pick_scales(refits)
+
+
+def refit_train(fixed, steps: int | None):
+    """The training settings of a refit to ``steps`` (None: the search's own budget, which keeps
+    the search's evaluation cadence; a new budget gets the default one)."""
+    return replace(fixed.train, steps=steps, eval_every=None) if steps else fixed.train
+
+
+def _record(
+    refits: list[Refit], steps: int | None, seeds: int, finished: bool
+) -> records.RefitRecord:
+    configs = tuple(
+        records.RefitConfig(
+            r.number,
+            r.variant,
+            r.knobs,
+            r.lr_scale,
+            r.picked,
+            tuple(
+                records.RefitSeed(seed, res.dev_metric, res.test_metric, r.run_ids.get(seed))
+                for seed, res in zip(r.trained_seeds, r.results, strict=True)
+            ),
+            tuple(r.failed),
+        )  # fmt: skip
+        for r in refits
+    )
+    return records.RefitRecord(steps, seeds, finished, configs)
 
 
 def _rows(trial, searched: int, steps: int, scales: list[float]) -> list[Refit]:
@@ -164,6 +197,7 @@ def _train_seed(refit: Refit, fixed, train) -> tuple[TrainResult | None, str | N
         release_memory()
         return None, why
     refit.results.append(result)
+    refit.trained_seeds.append(train.seed)
     return result, None
 
 

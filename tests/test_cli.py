@@ -168,9 +168,10 @@ def test_a_refit_row_whose_every_seed_failed_prints_failed_and_why(capsys):
     assert "refit over 2 seed(s)" in out
     row = next(line for line in out.splitlines() if "delta_lora" in line)
     assert row.count("failed") == 2 and "9,876" in row
-    assert out.splitlines()[-1] == (
+    assert out.splitlines()[-2:] == [
         "trial 7 (delta_lora): seed 0: non-finite loss (nan) at step 9; seed 1: out of memory: "
-        "CUDA (no seed trained)"
-    )
+        "CUDA (no seed trained)",
+        "kept in the study: `lorasearch best --study s` now ranks by it",
+    ]
     show(RefitReport("s", rows), True)
     assert json.loads(capsys.readouterr().out)["refits"][1]["failed"] == failed

@@ -408,6 +408,41 @@ def test_a_refit_seed_that_diverges_is_reported_and_the_others_kept(
     assert rows[cheapest]["failed"] == first["failed"] and rows[cheapest]["seeds"] == 1
 
 
+def test_a_refit_is_kept_in_the_study_seed_by_seed(
+    toy_data, tiny_bert, tmp_path, monkeypatch, capsys
+):
+    """The study holds the refit as it runs: a refit stopped in its second seed keeps the first
+    (marked unfinished), and ``best --by refit`` refuses a study never refit in one line."""
+    from lorasearch.search import refit as refit_module
+    from lorasearch.search.records import refit_record
+
+    study = _search(_fixed(toy_data, tiny_bert), tmp_path, 3, variants=["lora", "vera"])
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    assert main(["best", "--study", "s", "--storage", storage, "--by", "refit"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "study 's' has not been refit" in err[0]
+    real, calls = refit_module.run_trial, []
+
+    def stopped(spec):
+        calls.append(spec.train.seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(spec)
+
+    monkeypatch.setattr(refit_module, "run_trial", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        refit_module.refit_front(study, seeds=2, steps=None)
+    record = refit_record(load_study("s", storage))
+    cheapest = min(front(study), key=lambda t: t.values[1])
+    assert not record.finished and (record.steps, record.seeds) == (None, 2)
+    (config,) = record.configs
+    assert (config.number, config.lr_scale, config.picked) == (cheapest.number, 1.0, True)
+    assert [s.seed for s in config.seeds] == [0] and config.seeds[0].run_id is None
+    assert config.seeds[0].dev_metric == pytest.approx(cheapest.values[0], abs=1e-9)
+    assert config.seeds[0].test_metric == pytest.approx(cheapest.test_metric, abs=1e-9)
+    assert config.knobs == cheapest.knobs
+
+
 def test_refit_at_lr_scales_trains_each_rate_and_marks_the_best_mean_dev(
     toy_data, tiny_bert, tmp_path, monkeypatch, capsys
 ):
@@ -454,6 +489,7 @@ def test_refit_at_lr_scales_trains_each_rate_and_marks_the_best_mean_dev(
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "lr ×" in out and "* = the best mean dev per trial" in out
+    assert "kept in the study: `lorasearch best --study s` now ranks by it" in out
     assert sum(line.count(" 2* ") + line.count(" 1* ") for line in out.splitlines()) == len(front)
 
 

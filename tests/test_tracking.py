@@ -25,6 +25,7 @@ from lorasearch.search.config import SearchConfig
 from lorasearch.search.records import StudyRecord, TrialRecord, trial_records
 from lorasearch.search.report import study_report
 from lorasearch.search.select import choose
+from lorasearch.search.storage import load_study
 from lorasearch.search.study import run_search
 from lorasearch.spaces import SearchSpace
 from lorasearch.tracking import MlflowTracking, NoTracking, Tracking, make_tracking
@@ -185,6 +186,43 @@ def test_each_refit_seed_is_a_child_run_beside_the_trials(tiny_bert, toy_data, t
         curve = client.get_metric_history(mine[0].info.run_id, "dev_accuracy")
         assert [m.step for m in curve] == [10, 20]  # eval_every 10 of 20 steps
 
+    # The study keeps the refit, each seed with its run: `best` chooses by it and exports (and
+    # registers) the configuration as its best-dev seed trained, reproducing that seed's test.
+    record = records.refit_record(load_study("t", storage))
+    assert record.finished and (record.steps, record.seeds) == (None, 2)
+    by_run = {r.info.run_id: r for r in runs}
+    for config in record.configs:
+        for seed in config.seeds:
+            tags = by_run[seed.run_id].data.tags
+            assert (tags["trial"], tags["seed"]) == (str(config.number), str(seed.seed))
+            assert tags["lr_scale"] == f"{config.lr_scale:g}"
+            assert by_run[seed.run_id].data.metrics["test_accuracy"] == seed.test_metric
+    target = tmp_path / "by-refit"
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    wrong = ["best", "--study", "t", "--storage", storage, "--tracking-uri", elsewhere]
+    assert main([*wrong, "--by", "refit", "--export", str(target), "--register"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # said before anything is trained
+    assert len(err) == 1 and "refit seed's MLflow run" in err[0] and "is not in the store" in err[0]
+    assert not target.exists()
+    best = ["best", "--study", "t", "--storage", storage, "--tracking-uri", uri, "--json"]
+    assert main([*best, "--by", "refit", "--export", str(target), "--register"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    picked = [r for r in rows if r["picked"]]
+    top = max(picked, key=lambda r: (r["dev_mean"], -r["trainable_params"]))
+    assert (out["by"], out["trial"], out["dev_metric"]) == ("refit", top["number"], top["dev_mean"])
+    assert out["hyperparameters"] == top["params"] and out["refit"]["lr_scale"] == top["lr_scale"]
+    assert out["refit"]["search_dev_metric"] == top["search_dev_metric"]
+    seed_run = by_run[out["mlflow_run_id"]]
+    assert seed_run.data.tags["seed"] == str(out["refit"]["export_seed"])
+    assert out["export_source"].startswith("retrained as refit seed")
+    assert out["test_metric_retrained"] == pytest.approx(
+        out["refit"]["export_seed_test_metric"], abs=1e-9
+    )
+    version = client.get_model_version_by_alias(out["registered_model"], "best")
+    assert version.run_id == out["mlflow_run_id"]
+    assert main([*best, "--by", "search"]) == 0
+    assert json.loads(capsys.readouterr().out)["by"] == "search"
+
     untracked = _search(fixed, tmp_path, 2, name="u", tracking=False)
     other = f"sqlite:///{tmp_path / 'other.db'}"
     quiet = ["refit", "--storage", storage, "--study", "u", "--seeds", "1", "--tracking-uri", other]
@@ -299,6 +337,60 @@ def test_knee_rule_finds_where_more_params_stop_paying():
     line = _synthetic([(0.6, 1_000), (0.7, 10_000), (0.8, 100_000)])
     choice = choose(line, rule="knee")
     assert choice.trial.number == 2 and "no knee" in choice.why
+
+
+def _refit(study, configs: dict[int, list[tuple[float, list[float]]]], finished=True) -> None:
+    """A refit record: per trial, per rate scale, the seeds' dev (test: dev - 0.01); the scale
+    with the best mean dev is picked, as ``pick_scales`` marks it."""
+    rows = []
+    for number, scales in configs.items():
+        means = {scale: statistics.mean(devs) if devs else -1.0 for scale, devs in scales}
+        for scale, devs in scales:
+            seeds = tuple(records.RefitSeed(i, d, d - 0.01) for i, d in enumerate(devs))
+            picked = bool(devs) and means[scale] == max(means.values())
+            rows.append(records.RefitConfig(number, "lora", {"lr": scale}, scale, picked, seeds))
+    records.write_refit(study, records.RefitRecord(300, 2, finished, tuple(rows)))
+
+
+def test_best_chooses_by_the_refit_when_it_covers_the_budget():
+    """The search ranks trial 2 first; its refit ranks trial 0 (at its searched rate, not at
+    twice it) first: ``by`` refit and auto follow the refit, ``by`` search the search; a front
+    trial within the budget that the refit lacks sends auto back to the search and is named
+    by ``by`` refit; a trial whose every refit seed failed is passed over."""
+    study = _synthetic([(0.80, 1_000), (0.86, 10_000), (0.90, 1_000_000)])
+    with pytest.raises(LorasearchError, match="study 'syn' has not been refit: run `lorasearch"):
+        choose(study, by="refit")
+    assert choose(study).by == "search"  # auto, no refit: the search
+    _refit(study, {0: [(1.0, [0.91, 0.93]), (2.0, [0.50, 0.95])], 1: [(1.0, [0.88])],
+                   2: [(1.0, [0.89, 0.87])]})  # fmt: skip
+    for by in ("auto", "refit"):
+        choice = choose(study, by=by)
+        assert (choice.trial.number, choice.by, choice.refit.lr_scale) == (0, "refit", 1.0)
+        assert choice.refit.dev_mean == pytest.approx(0.92)
+        assert choice.refit.best_seed.seed == 1  # dev 0.93: the seed an export retrains
+        assert "by mean dev over 2 refit seed(s) at 300 steps" in choice.why
+    assert choose(study, by="search").trial.number == 2
+    assert choose(study, max_params=10_000, by="refit").trial.number == 0
+    _refit(study, {0: [(1.0, [0.85])], 2: [(1.0, [0.89])]})
+    assert choose(study).trial.number == 2 and choose(study).by == "search"
+    with pytest.raises(LorasearchError, match=r"front trial\(s\) 1 within the budget have no"):
+        choose(study, by="refit")
+    assert choose(study, max_params=1_000).by == "refit"  # trial 0 alone: covered
+    _refit(study, {0: [(1.0, [0.85])], 1: [(1.0, [0.84])], 2: [(1.0, [])]})
+    choice = choose(study, by="refit")
+    assert choice.trial.number == 0 and "among the 2 front configuration(s)" in choice.why
+    with pytest.raises(LorasearchError, match="unknown --by .dev."):
+        choose(study, by="dev")
+
+
+def test_knee_by_the_refit_uses_the_refit_means():
+    # The search's curve has a knee at trial 1; the refit's bends the other way (every point
+    # below the line joining its ends): no knee, and the rule falls back to the best refit mean.
+    study = _synthetic([(0.60, 1_000), (0.88, 10_000), (0.89, 100_000), (0.90, 1_000_000)])
+    assert choose(study, rule="knee", by="search").trial.number == 1
+    _refit(study, {0: [(1.0, [0.6])], 1: [(1.0, [0.62])], 2: [(1.0, [0.66])], 3: [(1.0, [0.9])]})
+    choice = choose(study, rule="knee")
+    assert choice.trial.number == 3 and "no knee" in choice.why and choice.by == "refit"
 
 
 def test_best_exports_the_searched_adapter_and_peft_reproduces_its_test_metric(

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from lorasearch.errors import LorasearchError
+
 if TYPE_CHECKING:
     import optuna
 
@@ -63,6 +65,9 @@ class Tracking(Protocol):
 
     def download_adapter(self, run_id: str, destination: Path) -> bool: ...
 
+    def check_run(self, run_id: str, what: str) -> None:
+        """Raise :class:`LorasearchError` unless ``run_id`` (``what``'s run) is in this store."""
+
     def log_refit(
         self,
         study: optuna.Study,
@@ -70,8 +75,9 @@ class Tracking(Protocol):
         seed: int,
         result: TrainResult | None,
         why: str | None = None,
-    ) -> None:
-        """One refit seed: its result, or (``result`` None) why it did not train."""
+    ) -> str | None:
+        """One refit seed: its result, or (``result`` None) why it did not train; returns its
+        run's id (None: not recorded)."""
 
 
 class NoTracking:
@@ -103,7 +109,11 @@ class NoTracking:
     def download_adapter(self, run_id: str, destination: Path) -> bool:
         return False
 
-    def log_refit(self, study, refit, seed: int, result, why=None) -> None: ...
+    def check_run(self, run_id: str, what: str) -> None:
+        raise LorasearchError(f"{what} cannot be registered: tracking is off")
+
+    def log_refit(self, study, refit, seed: int, result, why=None) -> None:
+        return None
 
 
 def make_tracking(

@@ -296,11 +296,12 @@ class MlflowTracking:
 
     def _flush(self, run_id: str | None) -> None:
         metrics, self._buffer = self._buffer, []
-        if run_id is None or not metrics:
-            return
-        for start in range(0, len(metrics), _MAX_BATCH):
-            chunk = metrics[start : start + _MAX_BATCH]
-            self._guard("logging metrics", lambda c=chunk: self.client.log_batch(run_id, metrics=c))
+        if run_id is not None and metrics:
+            self._guard("logging metrics", lambda: self._log_metrics(run_id, metrics))
+
+    def _log_metrics(self, run_id: str, metrics: list) -> None:
+        for start in range(0, len(metrics), _MAX_BATCH):  # MLflow's limit per batch
+            self.client.log_batch(run_id, metrics=metrics[start : start + _MAX_BATCH])
 
     def log_adapter(self, run_id: str | None, directory: Path) -> None:
         """The trained adapter's export, as the run's ``adapter/`` artifacts."""
@@ -351,18 +352,20 @@ class MlflowTracking:
 
     def log_refit(
         self, study, refit: Refit, seed: int, result: TrainResult | None, why: str | None = None
-    ) -> None:
+    ) -> str | None:
         """One seed of ``lorasearch refit`` as a child run of the study's run (tag
         ``lorasearch.role`` = refit, beside the trials): the configuration at its rate scale,
         the seed, the dev curve, final dev and test; a seed that did not train is FAILED with
-        why. A study searched without tracking gets its experiment and parent run here."""
+        why. A study searched without tracking gets its experiment and parent run here.
+        Returns the run's id (None: tracking failed)."""
         if self.failed is None and self.parent_id is None:
             self._guard("opening the study's run", lambda: self._open_study(study))
-        if self.parent_id is not None:
-            self._guard(
-                "logging a refit run",
-                lambda: self._write_refit(study.study_name, refit, seed, result, why),
-            )
+        if self.parent_id is None:
+            return None
+        return self._guard(
+            "logging a refit run",
+            lambda: self._write_refit(study.study_name, refit, seed, result, why),
+        )
 
     def _open_study(self, study) -> None:
         from lorasearch.search import records
@@ -376,7 +379,7 @@ class MlflowTracking:
         self._open_parent(study, {"study": study.study_name}, {})
         self.client.set_terminated(self.parent_id, "FINISHED")  # a record, not a running search
 
-    def _write_refit(self, study_name: str, refit: Refit, seed: int, result, why) -> None:
+    def _write_refit(self, study_name: str, refit: Refit, seed: int, result, why) -> str:
         from mlflow.entities import Param
 
         rate = f"-lr-x{refit.lr_scale:g}" if refit.lr_scale != 1.0 else ""
@@ -396,9 +399,9 @@ class MlflowTracking:
         params = {"variant": refit.variant} | refit.knobs | {"lr_scale": refit.lr_scale}
         metrics = [] if result is None else _refit_metrics(result, self.metric_name, _now())
         self.client.log_batch(run_id, params=[Param(k, _text(v)) for k, v in params.items()])
-        for start in range(0, len(metrics), _MAX_BATCH):
-            self.client.log_batch(run_id, metrics=metrics[start : start + _MAX_BATCH])
+        self._log_metrics(run_id, metrics)
         self.client.set_terminated(run_id, "FAILED" if result is None else "FINISHED")
+        return run_id
 
     # --- the study's view (parent run) ------------------------------------------------------------
 
@@ -455,6 +458,21 @@ class MlflowTracking:
             self.client.log_artifacts(self.parent_id, folder)
 
     # --- picking ----------------------------------------------------------------------------------
+
+    def check_run(self, run_id: str, what: str) -> None:
+        """Raise unless ``run_id`` (``what``'s run) is an active run of this store: a study
+        tracked in another store is named before anything is trained or written."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            active = self.client.get_run(run_id).info.lifecycle_stage == "active"
+        except MlflowException:
+            active = False
+        if not active:
+            raise LorasearchError(
+                f"{what}'s MLflow run {run_id} is not in the store at {mask_url(self.uri)}: "
+                "pass the --tracking-uri it was recorded in"
+            )
 
     def download_adapter(self, run_id: str, destination: Path) -> bool:
         """Copy a trial's stored adapter into ``destination``; False when there is none."""
