@@ -92,6 +92,8 @@ def _report(report) -> None:
         if rungs:
             row.insert(columns.index("rung"), "" if t.rung is None else str(t.rung))
         rows.append(row)
+    if report.refit is not None:
+        _refit_column(report.refit, report.trials, columns, rows)
     _table(f"study {report.study}: dev {metric} vs trainable params (* = Pareto)", columns, rows)
     reference = report.reference_point
     click.echo(
@@ -100,6 +102,23 @@ def _report(report) -> None:
         f"log10 params {reference['log10_params']:.2f}); "
         f"training steps used {report.steps_used:,}"
     )
+    if report.refit is not None:
+        refit = report.refit
+        steps = f"{refit['steps']:,} steps" if refit["steps"] else "the search's budget"
+        early = "" if refit["finished"] else ", stopped early"
+        click.echo(f"refit: {refit['seeds']} seed(s) at {steps}{early}; `best` ranks by it")
+
+
+def _refit_column(refit: dict, trials, columns: list[str], rows: list[list[str]]) -> None:
+    """A "refit dev" column after the dev one: each trial's picked rate scale's mean ± std."""
+    picked = {c["number"]: c for c in refit["configs"] if c["picked"]}
+    at = next(i for i, name in enumerate(columns) if name.startswith("dev ")) + 1
+    columns.insert(at, "refit dev (seeds)")
+    for row, t in zip(rows, trials, strict=True):
+        c = picked.get(t.number)
+        rate = f" at lr × {c['lr_scale']:g}" if c and c["lr_scale"] != 1.0 else ""
+        text = f"{c['dev_mean']:.4f} ± {c['dev_std']:.4f} ({c['seeds']}){rate}" if c else ""
+        row.insert(at, text)
 
 
 def _refit(report, metric: str) -> None:

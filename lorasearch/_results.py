@@ -44,6 +44,7 @@ class SearchReport:
     hypervolume_history: list[float]
     reference_point: dict[str, float]
     steps_used: int
+    refit: dict[str, Any] | None = None  # the study's last refit (``search.report.refit_summary``)
 
     @classmethod
     def from_dict(cls, report: dict[str, Any]) -> SearchReport:

@@ -1,5 +1,5 @@
 """A study as one JSON object (``search --json``, ``pareto --json``): every trial, the front,
-the hypervolume and its history."""
+the hypervolume and its history, and the study's last refit."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from typing import Any
 import optuna
 
 from lorasearch.search.pareto import hypervolume_history
-from lorasearch.search.records import StudyRecord, TrialRecord, front, trial_records
+from lorasearch.search.records import (
+    StudyRecord,
+    TrialRecord,
+    front,
+    refit_record,
+    trial_records,
+)
 
 
 def study_report(study: optuna.Study) -> dict[str, Any]:
@@ -33,7 +39,34 @@ def study_report(study: optuna.Study) -> dict[str, Any]:
             "log10_params": math.log10(record.full_params),
         },
         "steps_used": sum(r["steps_used"] for r in rows),
+        "refit": refit_summary(study),
     }
+
+
+def refit_summary(study: optuna.Study) -> dict[str, Any] | None:
+    """The study's last refit (None: never refit): its budget (``steps`` None: the search's),
+    seeds asked, whether it ran to the end, and per (trial, rate scale) the means and spreads
+    over the seeds that trained (``best`` ranks by the ``picked`` scale's ``dev_mean``)."""
+    record = refit_record(study)
+    if record is None:
+        return None
+    configs = [
+        {
+            "number": c.number,
+            "variant": c.variant,
+            "lr_scale": c.lr_scale,
+            "picked": c.picked,
+            "seeds": len(c.seeds),
+            "dev_mean": c.dev_mean,
+            "dev_std": c.spread("dev_metric") if c.seeds else None,
+            "test_mean": c.test_mean,
+            "test_std": c.spread("test_metric") if c.seeds else None,
+            "failed": list(c.failed),
+        }  # fmt: skip
+        for c in record.configs
+    ]
+    return {"steps": record.steps, "seeds": record.seeds, "finished": record.finished,
+            "configs": configs}  # fmt: skip
 
 
 def trial_row(trial: TrialRecord, pareto: bool, test_on_front: bool = True) -> dict[str, Any]:

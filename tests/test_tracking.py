@@ -197,6 +197,18 @@ def test_each_refit_seed_is_a_child_run_beside_the_trials(tiny_bert, toy_data, t
             assert (tags["trial"], tags["seed"]) == (str(config.number), str(seed.seed))
             assert tags["lr_scale"] == f"{config.lr_scale:g}"
             assert by_run[seed.run_id].data.metrics["test_accuracy"] == seed.test_metric
+    assert main(["pareto", "--study", "t", "--storage", storage, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["refit"]
+    assert (summary["steps"], summary["seeds"], summary["finished"]) == (None, 2, True)
+    assert [(c["number"], c["lr_scale"], c["picked"], c["seeds"]) for c in summary["configs"]] == [
+        (r["number"], r["lr_scale"], r["picked"], r["seeds"]) for r in rows
+    ]
+    for config, row in zip(summary["configs"], rows, strict=True):
+        assert config["dev_mean"] == pytest.approx(row["dev_mean"], abs=1e-12)
+        assert config["test_std"] == pytest.approx(row["test_std"], abs=1e-12)
+    assert main(["pareto", "--study", "t", "--storage", storage]) == 0
+    out = capsys.readouterr().out
+    assert "refit: 2 seed(s) at the search's budget; `best` ranks by it" in out
     target = tmp_path / "by-refit"
     elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     wrong = ["best", "--study", "t", "--storage", storage, "--tracking-uri", elsewhere]
