@@ -52,8 +52,11 @@ class SearchReport:
 
     def to_json(self) -> dict[str, Any]:
         """``dataclasses.asdict``, less each trial's ``rung``, ``paused_at`` and ``continues``
-        where it was searched without rungs: what ``pareto --json`` prints."""
+        where it was searched without rungs, and less ``refit`` where it was never refit: what
+        ``pareto --json`` prints (a study from before either reports as it did)."""
         plain = asdict(self)
+        if plain["refit"] is None:
+            del plain["refit"]
         for row in plain["trials"]:
             if row["rung"] is None:
                 for key in ("rung", "paused_at", "continues"):

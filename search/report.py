@@ -27,6 +27,7 @@ def study_report(study: optuna.Study) -> dict[str, Any]:
     rows = [trial_row(t, t.number in pareto, scored_on_front) for t in trials]
     ended = [t for t in trials if t.finished]
     history = hypervolume_history(ended, record.chance, record.full_params)
+    refit = refit_summary(study)  # the key only once refit: a study never refit reports as before
     return {
         "study": study.study_name,
         "metric_name": record.metric_name,
@@ -39,8 +40,7 @@ def study_report(study: optuna.Study) -> dict[str, Any]:
             "log10_params": math.log10(record.full_params),
         },
         "steps_used": sum(r["steps_used"] for r in rows),
-        "refit": refit_summary(study),
-    }
+    } | ({"refit": refit} if refit is not None else {})
 
 
 def refit_summary(study: optuna.Study) -> dict[str, Any] | None:
