@@ -242,6 +242,7 @@ def refit(
     mean dev is ``picked``. A seed whose loss turns non-finite or that runs out of memory is
     named in its row's ``failed``; the others go on. Each seed is recorded in MLflow as a child
     run of the study's run (``lorasearch.role`` = refit), as the search's trials are."""
+    from lorasearch._format import at_rate
     from lorasearch.search.refit import refit_front
     from lorasearch.search.storage import load_study
 
@@ -250,8 +251,7 @@ def refit(
     study = load_study(study_name, storage)
 
     def named(refit) -> str:
-        rate = f" at lr × {refit.lr_scale:g}" if refit.lr_scale != 1.0 else ""
-        return f"refit trial {refit.number}{rate}"
+        return f"refit trial {refit.number}{at_rate(refit.lr_scale)}"
 
     def on_run(refit, seed: int) -> None:
         say_on_stderr(f"{named(refit)} ({refit.variant}) seed {seed}")

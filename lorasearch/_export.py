@@ -26,17 +26,18 @@ def chosen(
 ) -> tuple[Pick, object]:
     """The front's configuration for ``max_params`` under ``rule``, chosen ``by`` the search
     or its refit, as a :class:`Pick` with nothing exported yet, and the choice it came from."""
-    from lorasearch.search.records import StudyRecord, refit_record
+    from lorasearch.search.records import StudyRecord
     from lorasearch.search.select import choose
 
     choice = choose(study, max_params, rule, by)
     trial, config = choice.trial, choice.refit
+    record = StudyRecord.of(study)
     pick = Pick(
         study=study.study_name,
         trial=trial.number,
         variant=trial.variant,
         hyperparameters=trial.knobs if config is None else config.knobs,
-        metric_name=StudyRecord.of(study).metric_name,
+        metric_name=record.metric_name,
         dev_metric=trial.values[0] if config is None else config.dev_mean,
         test_metric=trial.test_metric if config is None else config.test_mean,
         trainable_params=int(trial.values[1]),
@@ -49,7 +50,7 @@ def chosen(
     if config is not None:
         seed = config.best_seed
         pick.refit = {
-            "steps": refit_record(study).steps or StudyRecord.of(study).fixed.train.steps,
+            "steps": choice.refit_steps or record.fixed.train.steps,
             "seeds": len(config.seeds), "lr_scale": config.lr_scale,
             "dev_std": config.spread("dev_metric"), "test_std": config.spread("test_metric"),
             "search_dev_metric": trial.values[0], "search_test_metric": trial.test_metric,

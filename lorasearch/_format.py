@@ -93,7 +93,9 @@ def _report(report) -> None:
             row.insert(columns.index("rung"), "" if t.rung is None else str(t.rung))
         rows.append(row)
     if report.refit is not None:
-        _refit_column(report.refit, report.trials, columns, rows)
+        _refit_column(
+            report.refit, report.trials, columns.index(f"dev {metric}") + 1, columns, rows
+        )
     _table(f"study {report.study}: dev {metric} vs trainable params (* = Pareto)", columns, rows)
     reference = report.reference_point
     click.echo(
@@ -109,16 +111,19 @@ def _report(report) -> None:
         click.echo(f"refit: {refit['seeds']} seed(s) at {steps}{early}; `best` ranks by it")
 
 
-def _refit_column(refit: dict, trials, columns: list[str], rows: list[list[str]]) -> None:
-    """A "refit dev" column after the dev one: each trial's picked rate scale's mean ± std."""
+def _refit_column(refit: dict, trials, at: int, columns: list[str], rows: list[list[str]]) -> None:
+    """A "refit dev" column at ``at``: each trial's picked rate scale's mean ± std."""
     picked = {c["number"]: c for c in refit["configs"] if c["picked"]}
-    at = next(i for i, name in enumerate(columns) if name.startswith("dev ")) + 1
     columns.insert(at, "refit dev (seeds)")
     for row, t in zip(rows, trials, strict=True):
         c = picked.get(t.number)
-        rate = f" at lr × {c['lr_scale']:g}" if c and c["lr_scale"] != 1.0 else ""
-        text = f"{c['dev_mean']:.4f} ± {c['dev_std']:.4f} ({c['seeds']}){rate}" if c else ""
-        row.insert(at, text)
+        text = f"{c['dev_mean']:.4f} ± {c['dev_std']:.4f} ({c['seeds']})" if c else ""
+        row.insert(at, text + (at_rate(c["lr_scale"]) if c else ""))
+
+
+def at_rate(scale: float) -> str:
+    """ " at lr × k" for a refit at the searched rate times k; "" at the searched rate."""
+    return f" at lr × {scale:g}" if scale != 1.0 else ""
 
 
 def _refit(report, metric: str) -> None:
@@ -144,8 +149,9 @@ def _refit(report, metric: str) -> None:
     for r in report.refits:
         if r.failed:
             over = f"the means are over the other {r.seeds}" if r.seeds else "no seed trained"
-            rate = f" at lr × {r.lr_scale:g}" if r.lr_scale != 1.0 else ""
-            click.echo(f"trial {r.number}{rate} ({r.variant}): {'; '.join(r.failed)} ({over})")
+            click.echo(
+                f"trial {r.number}{at_rate(r.lr_scale)} ({r.variant}): {'; '.join(r.failed)} ({over})"
+            )
     click.echo(f"kept in the study: `lorasearch best --study {report.study}` now ranks by it")
 
 
@@ -153,9 +159,9 @@ def _pick(pick) -> None:
     if pick.refit is None:
         numbers = f"dev {pick.metric_name} {pick.dev_metric:.4f}, test {pick.test_metric:.4f}"
     else:
-        r, rate = pick.refit, f" at lr × {pick.refit['lr_scale']:g}"
+        r = pick.refit
         numbers = (
-            f"refit{rate if r['lr_scale'] != 1.0 else ''} for {r['steps']:,} steps, "
+            f"refit{at_rate(r['lr_scale'])} for {r['steps']:,} steps, "
             f"{r['seeds']} seed(s): dev {pick.metric_name} {pick.dev_metric:.4f} ± "
             f"{r['dev_std']:.4f}, test {pick.test_metric:.4f} ± {r['test_std']:.4f} "
             f"(search: dev {r['search_dev_metric']:.4f})"

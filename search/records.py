@@ -219,11 +219,11 @@ class RefitConfig:
     def test_mean(self) -> float | None:
         return statistics.mean(s.test_metric for s in self.seeds) if self.seeds else None
 
-    def spread(self, name: str) -> float:
+    def spread(self, name: str) -> float | None:
         """The sample standard deviation of ``name`` ("dev_metric", "test_metric") over the
-        seeds; 0.0 for one seed."""
+        seeds; 0.0 for one seed, None for none."""
         values = [getattr(s, name) for s in self.seeds]
-        return statistics.stdev(values) if len(values) > 1 else 0.0
+        return statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
 
     @property
     def best_seed(self) -> RefitSeed:

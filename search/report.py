@@ -58,9 +58,9 @@ def refit_summary(study: optuna.Study) -> dict[str, Any] | None:
             "picked": c.picked,
             "seeds": len(c.seeds),
             "dev_mean": c.dev_mean,
-            "dev_std": c.spread("dev_metric") if c.seeds else None,
+            "dev_std": c.spread("dev_metric"),
             "test_mean": c.test_mean,
-            "test_std": c.spread("test_metric") if c.seeds else None,
+            "test_std": c.spread("test_metric"),
             "failed": list(c.failed),
         }  # fmt: skip
         for c in record.configs

@@ -43,6 +43,7 @@ class Choice:
     why: str
     by: str = "search"
     refit: RefitConfig | None = None
+    refit_steps: int | None = None  # the refit's budget (None: the search's)
 
 
 def choose(
@@ -98,7 +99,7 @@ def choose(
     config = refit.picked(chosen.number)
     steps = f"{refit.steps:,} steps" if refit.steps else "the search's budget"
     why += f", by mean dev over {len(config.seeds)} refit seed(s) at {steps}"
-    return Choice(chosen, rule, why, "refit", config)
+    return Choice(chosen, rule, why, "refit", config, refit.steps)
 
 
 def _refits(study: optuna.Study, within: list[TrialRecord], by: str) -> RefitRecord | None:
@@ -147,8 +148,7 @@ def retrain(study: optuna.Study, choice: Choice, export_dir: Path) -> TrainResul
     if choice.refit is None:
         variant, knobs, train = choice.trial.variant, choice.trial.knobs, fixed.train
     else:
-        record = records.refit_record(study)
         variant, knobs = choice.refit.variant, choice.refit.knobs
-        train = replace(refit_train(fixed, record.steps), seed=choice.refit.best_seed.seed)
+        train = replace(refit_train(fixed, choice.refit_steps), seed=choice.refit.best_seed.seed)
     adapter = build_adapter(variant, **copy.deepcopy(knobs))
     return run_trial(Trial(fixed.data, fixed.model, adapter, train), export_dir=export_dir)

@@ -199,13 +199,18 @@ class MlflowTracking:
                 time.sleep(0.2 * (attempt + 1))
 
     def _run_exists(self, run_id: str) -> bool:
+        run = self._active_run(run_id)
+        return run is not None and run.info.experiment_id == self.experiment_id
+
+    def _active_run(self, run_id: str):
+        """The run, if this store holds it and it is not deleted; else None."""
         from mlflow.exceptions import MlflowException
 
         try:
             run = self.client.get_run(run_id)
         except MlflowException:
-            return False
-        return run.info.lifecycle_stage == "active" and run.info.experiment_id == self.experiment_id
+            return None
+        return run if run.info.lifecycle_stage == "active" else None
 
     def close_abandoned(self, study) -> None:
         """Runs still RUNNING whose trial Optuna has already ended (a killed worker's) are
@@ -462,13 +467,7 @@ class MlflowTracking:
     def check_run(self, run_id: str, what: str) -> None:
         """Raise unless ``run_id`` (``what``'s run) is an active run of this store: a study
         tracked in another store is named before anything is trained or written."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            active = self.client.get_run(run_id).info.lifecycle_stage == "active"
-        except MlflowException:
-            active = False
-        if not active:
+        if self._active_run(run_id) is None:
             raise LorasearchError(
                 f"{what}'s MLflow run {run_id} is not in the store at {mask_url(self.uri)}: "
                 "pass the --tracking-uri it was recorded in"
