@@ -73,7 +73,7 @@ BUDGET_RESULTS = [
     "bench/tables/budget_agnews_d810_long.json", "bench/tables/budget_agnews_d810_6ep.json",
     "bench/tables/budget_sst2_d810.json", "bench/tables/budget_sst2_default.json",
     "bench/tables/budget_sst2_default_long.json", "bench/tables/budget_sst2_default_6ep.json",
-    "bench/tables/budget_sst2_default_s1.json",
+    "bench/tables/budget_sst2_default_s1.json", "bench/tables/budget_sst2_default_s2.json",
 ]  # fmt: skip
 
 
